@@ -1,0 +1,239 @@
+"""The heavy maths of one ALS half-step: batched Gram assembly and batched solves.
+
+For every row ``i`` of a sparse matrix (a user, or an item) with observed columns
+``J_i`` (``n_i`` of them), fixed factors ``Y`` (n_other x k) and targets ``t_i`` this solves
+
+    (A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i,        A_i = Y[J_i]          (1)
+
+where ``d_i >= 0`` is the row's diagonal regulariser and ``e_i`` an extra right-hand side
+(the social term). Rows are grouped so that numpy/LAPACK do the inner loops:
+
+* ``n_i = 0``: ``x_i = e_i / d_i`` (0 where ``d_i = 0``).
+* ``0 < n_i < k`` and ``d_i > 0``: the Woodbury form, an ``n_i x n_i`` system instead of
+  ``k x k``:  ``x = g - D^-1 A^T (I + A D^-1 A^T)^-1 A g`` with ``g = D^-1 (A^T t + e)``.
+  Rows of equal ``n_i`` are solved as one batch.
+* otherwise the Gram path: rows are padded (with a zero factor row) to a length class
+  ``L(n_i)`` from a fixed geometric grid, Gram matrices of a batch are built by one
+  stacked ``matmul`` and solved by batched LU (``numpy.linalg.solve``; on 64 x 64 SPD
+  systems it measured faster here than batched Cholesky followed by triangular solves,
+  which numpy cannot batch).
+* unregularised rows (``d_i = 0``, plain ALS) get the minimum-norm least-squares solution:
+  ``pinv(A_i) t_i`` when ``n_i < k``, and a pseudo-inverse of the Gram matrix when a
+  Cholesky test shows it singular. Never an exception, never NaN.
+
+Every row's arithmetic depends only on its own data and its length class, never on which
+batch or worker handled it, so results are bit-identical for any ``n_jobs``, batch size or
+joblib backend.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from .exceptions import DivergenceError
+
+__all__ = ["solve_rows", "length_class"]
+
+# Gram-path batches hold at most this many gathered factor entries (B * L * k).
+_BATCH_ELEMENTS = 1 << 21
+_PINV_RCOND = 1e-10
+
+
+def length_class(n: np.ndarray, k: int) -> np.ndarray:
+    """Padded length for rows of ``n`` ratings: ``n`` rounded up on a ~12% geometric grid."""
+    n = np.asarray(n, dtype=np.int64)
+    out = np.maximum(n, k)
+    big = out > 16
+    # ceil to the grid 16 * 1.125**m, then to a multiple of 4
+    m = np.ceil(np.log(out[big] / 16.0) / np.log(1.125) - 1e-9)
+    grid = np.ceil(16.0 * 1.125**m / 4.0) * 4.0
+    out[big] = np.maximum(grid.astype(np.int64), out[big])
+    return out
+
+
+def _gather(indptr, indices, targets, rows, L, pad_index):
+    """Padded column indices (B, L) and targets (B, L) of ``rows``."""
+    starts = indptr[rows]
+    counts = indptr[rows + 1] - starts
+    pos = np.arange(L)
+    valid = pos[None, :] < counts[:, None]
+    flat = np.where(valid, starts[:, None] + pos[None, :], 0)
+    idx = np.where(valid, indices[flat], pad_index)
+    t = np.where(valid, targets[flat], 0.0)
+    return idx, t
+
+
+def _task_zero(rows, diag, extra, k, dtype):
+    if extra is None:
+        x = np.zeros((len(rows), k), dtype=dtype)
+    else:
+        d = diag[rows]
+        x = np.divide(extra[rows], d, out=np.zeros((len(rows), k), dtype=dtype), where=d > 0)
+    return rows, x, np.zeros(len(rows))
+
+
+def _task_woodbury(rows, n, indptr, indices, targets, Yx, diag, extra, want_sse):
+    idx, t = _gather(indptr, indices, targets, rows, n, Yx.shape[0] - 1)
+    A = Yx[idx]  # (B, n, k)
+    t = t.astype(Yx.dtype)
+    dinv = 1.0 / diag[rows]  # (B, k)
+    h = np.matmul(A.transpose(0, 2, 1), t[..., None])[..., 0]
+    if extra is not None:
+        h += extra[rows]
+    g = dinv * h
+    AD = A * dinv[:, None, :]
+    M = np.matmul(AD, A.transpose(0, 2, 1))
+    M[:, np.arange(n), np.arange(n)] += 1.0
+    z = np.linalg.solve(M, np.matmul(A, g[..., None]))
+    x = g - dinv * np.matmul(A.transpose(0, 2, 1), z)[..., 0]
+    sse = _sse(A, t, x) if want_sse else None
+    return rows, x, sse
+
+
+def _task_pinv_small(rows, n, indptr, indices, targets, Yx, want_sse):
+    idx, t = _gather(indptr, indices, targets, rows, n, Yx.shape[0] - 1)
+    A = Yx[idx]
+    t = t.astype(Yx.dtype)
+    x = np.matmul(np.linalg.pinv(A, _PINV_RCOND), t[..., None])[..., 0]
+    sse = _sse(A, t, x) if want_sse else None
+    return rows, x, sse
+
+
+def _task_gram(rows, L, indptr, indices, targets, Yx, diag, extra, want_sse, robust):
+    idx, t = _gather(indptr, indices, targets, rows, L, Yx.shape[0] - 1)
+    A = Yx[idx]  # (B, L, k), padded rows are zero
+    t = t.astype(Yx.dtype)
+    At = A.transpose(0, 2, 1)
+    G = np.matmul(At, A)
+    k = G.shape[-1]
+    if diag is not None:
+        G[:, np.arange(k), np.arange(k)] += diag[rows]
+    b = np.matmul(At, t[..., None])
+    if extra is not None:
+        b[..., 0] += extra[rows]
+    if robust:
+        try:
+            np.linalg.cholesky(G)
+            x = np.linalg.solve(G, b)[..., 0]
+        except np.linalg.LinAlgError:
+            x = np.matmul(np.linalg.pinv(G, _PINV_RCOND, hermitian=True), b)[..., 0]
+    else:
+        x = np.linalg.solve(G, b)[..., 0]
+    sse = _sse(A, t, x) if want_sse else None
+    return rows, x, sse
+
+
+def _sse(A, t, x):
+    r = t - np.matmul(A, x[..., None])[..., 0]
+    return np.einsum("bl,bl->b", r, r, dtype=np.float64)
+
+
+def _chunks(rows, per_row):
+    """Split ``rows`` into consecutive chunks of at most ``_BATCH_ELEMENTS`` entries."""
+    size = max(1, _BATCH_ELEMENTS // max(1, per_row))
+    for s in range(0, len(rows), size):
+        yield rows[s : s + size]
+
+
+def solve_rows(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    targets: np.ndarray,
+    Y: np.ndarray,
+    diag: Optional[np.ndarray] = None,
+    extra: Optional[np.ndarray] = None,
+    *,
+    want_sse: bool = False,
+    n_jobs: Optional[int] = 1,
+):
+    """Solve system (1) for every row of a CSR matrix.
+
+    Parameters
+    ----------
+    indptr, indices : CSR structure (n_rows + 1,), (nnz,)
+        Row ``i`` observes columns ``indices[indptr[i]:indptr[i+1]]`` of ``Y``.
+    targets : ndarray (nnz,)
+        ``t_i`` aligned with ``indices``.
+    Y : ndarray (n_other, k)
+        Fixed factors; its dtype is the computation's dtype.
+    diag : ndarray (n_rows, k) or None
+        Diagonal regulariser ``d_i >= 0``. ``None`` means unregularised (plain ALS):
+        minimum-norm least squares.
+    extra : ndarray (n_rows, k) or None
+        Extra right-hand side ``e_i``.
+    want_sse : bool
+        Also return ``||t_i - A_i x_i||^2`` per row (float64).
+    n_jobs : int or None
+        joblib workers (threads preferred); results do not depend on it.
+
+    Returns
+    -------
+    X : ndarray (n_rows, k)
+    sse : ndarray (n_rows,) or None
+    """
+    n_rows = len(indptr) - 1
+    n_other, k = Y.shape
+    dtype = Y.dtype
+    Yx = np.zeros((n_other + 1, k), dtype=dtype)
+    Yx[:n_other] = Y
+    if diag is not None:
+        diag = np.asarray(diag, dtype=dtype)
+    if extra is not None:
+        extra = np.asarray(extra, dtype=dtype)
+    counts = np.diff(indptr)
+
+    tasks = []
+    zero = np.flatnonzero(counts == 0)
+    if len(zero):
+        tasks.append(delayed(_task_zero)(zero, diag, extra, k, dtype))
+    nz = counts > 0
+    if diag is None:
+        small = nz & (counts < k)
+        robust_rows = np.flatnonzero(counts >= k)
+        for n in np.unique(counts[small]):
+            rows = np.flatnonzero(small & (counts == n))
+            for chunk in _chunks(rows, int(n) * k):
+                tasks.append(delayed(_task_pinv_small)(chunk, int(n), indptr, indices, targets, Yx, want_sse))
+        gram_rows, robust = robust_rows, True
+    else:
+        positive = (diag > 0).all(axis=1)
+        small = nz & (counts < k) & positive
+        for n in np.unique(counts[small]):
+            rows = np.flatnonzero(small & (counts == n))
+            for chunk in _chunks(rows, int(n) * k):
+                tasks.append(
+                    delayed(_task_woodbury)(chunk, int(n), indptr, indices, targets, Yx, diag, extra, want_sse)
+                )
+        gram_rows = np.flatnonzero(nz & ~small)
+        robust = not positive[gram_rows].all()
+    if len(gram_rows):
+        cls = length_class(counts[gram_rows], k)
+        order = np.argsort(cls, kind="stable")
+        gram_rows, cls = gram_rows[order], cls[order]
+        bounds = np.flatnonzero(np.diff(cls)) + 1
+        for rows, L in zip(np.split(gram_rows, bounds), cls[np.r_[0, bounds]]):
+            for chunk in _chunks(rows, int(L) * k):
+                tasks.append(
+                    delayed(_task_gram)(chunk, int(L), indptr, indices, targets, Yx, diag, extra, want_sse, robust)
+                )
+
+    X = np.empty((n_rows, k), dtype=dtype)
+    sse = np.zeros(n_rows) if want_sse else None
+    if n_jobs in (None, 1) or len(tasks) == 1:
+        results = (fn(*args, **kw) for fn, args, kw in tasks)
+    else:
+        results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+    for rows, x, s in results:
+        X[rows] = x
+        if want_sse and s is not None:
+            sse[rows] = s
+    if not np.isfinite(X).all():
+        bad = int((~np.isfinite(X).all(axis=1)).sum())
+        raise DivergenceError(
+            f"The ALS half-step produced non-finite factors for {bad} row(s); the ratings or "
+            "weights are too large for the chosen dtype, or the problem is badly scaled."
+        )
+    return X, sse

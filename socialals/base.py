@@ -1,0 +1,288 @@
+"""The shared estimator: hyperparameters, fitted state, ``predict`` and ``recommend``.
+
+Subclasses implement
+
+* ``_fit(data: Dataset, rng: np.random.Generator)`` — learn from indexed data;
+* ``_score_pairs(u, i)`` — predictions for known user and item indices;
+* ``_score_users(u)`` — a dense (len(u), n_items) score block;
+* ``_fallback(u, i)`` — predictions where the user or the item is unknown (index -1).
+
+and declare ``_include_social_users`` (does the social frame add users?).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import numbers
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .data import Columns, Dataset, build_dataset
+from .exceptions import DataWarning, NotFittedError
+
+__all__ = ["BaseRecommender", "clone", "check_random_state"]
+
+
+def check_random_state(seed) -> np.random.Generator:
+    """Turn ``None``, an int or a Generator into a :class:`numpy.random.Generator`."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or isinstance(seed, (numbers.Integral, np.integer)):
+        return np.random.default_rng(seed)
+    raise ValueError(f"random_state must be None, an int or a numpy Generator; got {seed!r}.")
+
+
+def clone(model: "BaseRecommender") -> "BaseRecommender":
+    """An unfitted copy of ``model`` with the same hyperparameters."""
+    return type(model)(**model.get_params())
+
+
+class BaseRecommender:
+    """Base class of every socialals model (scikit-learn conventions).
+
+    The constructor only stores hyperparameters; they are validated at the start of
+    :meth:`fit`. Learned state ends in ``_``.
+    """
+
+    _include_social_users = False
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict (scikit-learn compatible)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "BaseRecommender":
+        """Set hyperparameters; unknown names raise ``ValueError``."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters: {valid}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _validate_params(self) -> None:  # overridden
+        pass
+
+    def _bad_param(self, name: str, expected: str):
+        return ValueError(
+            f"The {name!r} parameter of {type(self).__name__} must be {expected}; got {getattr(self, name)!r}."
+        )
+
+    def _check_int(self, name: str, low: int) -> None:
+        v = getattr(self, name)
+        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v < low:
+            raise self._bad_param(name, f"an int >= {low}")
+
+    def _check_float(self, name: str, low: float = 0.0) -> None:
+        v = getattr(self, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < low:
+            raise self._bad_param(name, f"a float >= {low:g}")
+
+    def _check_bool(self, name: str) -> None:
+        if not isinstance(getattr(self, name), (bool, np.bool_)):
+            raise self._bad_param(name, "a bool")
+
+    def _check_choice(self, name: str, choices) -> None:
+        if getattr(self, name) not in choices:
+            raise self._bad_param(name, f"one of {list(choices)}")
+
+    def _check_n_jobs(self) -> None:
+        v = self.n_jobs
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v == 0):
+            raise self._bad_param("n_jobs", "None or a non-zero int")
+
+    def _check_dtype(self) -> np.dtype:
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            raise self._bad_param("dtype", "float64 or float32") from None
+        if dt not in (np.float64, np.float32):
+            raise self._bad_param("dtype", "float64 or float32")
+        return dt
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        ratings: pd.DataFrame,
+        social: Optional[pd.DataFrame] = None,
+        *,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str = "rating",
+        friend_col: str = "friend",
+        weight_col: str = "weight",
+    ) -> "BaseRecommender":
+        """Fit the model.
+
+        Parameters
+        ----------
+        ratings : DataFrame
+            One row per rating with columns ``user``, ``item``, ``rating``. Labels may be
+            ints or strings. Duplicate (user, item) pairs are merged into their mean (with
+            a :class:`~socialals.DataWarning`).
+        social : DataFrame, optional
+            Social links ``user, friend[, weight]`` (directed; weight 1 where absent).
+            Models without a social term ignore it.
+        user_col, item_col, rating_col, friend_col, weight_col : str
+            Column names, remembered for :meth:`predict`.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
+        data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
+        rng = check_random_state(getattr(self, "random_state", None))
+        self.columns_ = cols
+        self.users_ = data.users
+        self.items_ = data.items
+        self.rating_mean_ = float(data.R.data.mean())
+        self._seen = data.R
+        self._fit(data, rng)
+        return self
+
+    def _fit(self, data: Dataset, rng: np.random.Generator) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "users_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit() first.")
+
+    # ------------------------------------------------------------------ predicting
+    def _pairs_to_labels(self, pairs):
+        c = self.columns_
+        if isinstance(pairs, pd.DataFrame):
+            missing = [col for col in (c.user, c.item) if col not in pairs.columns]
+            if missing:
+                raise ValueError(f"'pairs' is missing column(s) {missing}; it has columns {list(pairs.columns)}.")
+            return pairs[c.user].to_numpy(), pairs[c.item].to_numpy()
+        arr = np.asarray(pairs, dtype=object)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(
+                f"'pairs' must be a DataFrame with columns {c.user!r}, {c.item!r} or an (n, 2) array; got shape {arr.shape}."
+            )
+        return arr[:, 0], arr[:, 1]
+
+    def predict(self, pairs) -> np.ndarray:
+        """Predicted ratings for (user, item) pairs.
+
+        Parameters
+        ----------
+        pairs : DataFrame with the user and item columns used in ``fit``, or an (n, 2) array
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+            Pairs with an unknown user or item get the model's fallback (the training
+            mean, plus whichever bias is known for models with biases), with one
+            :class:`~socialals.DataWarning` that counts them.
+        """
+        self._check_fitted()
+        users, items = self._pairs_to_labels(pairs)
+        u = self.users_.get_indexer(users)
+        i = self.items_.get_indexer(items)
+        out = np.empty(len(u), dtype=np.float64)
+        known = (u >= 0) & (i >= 0)
+        if known.any():
+            out[known] = self._score_pairs(u[known], i[known])
+        if not known.all():
+            unknown = ~known
+            warnings.warn(
+                f"predict: {int(unknown.sum())} of {len(u)} pair(s) have an unknown user or item "
+                f"({int((u < 0).sum())} unknown user(s), {int((i < 0).sum())} unknown item(s)); "
+                "they get the fallback prediction.",
+                DataWarning,
+                stacklevel=2,
+            )
+            out[unknown] = self._fallback(u[unknown], i[unknown])
+        return out
+
+    def _fallback(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return np.full(len(u), self.rating_mean_)
+
+    def recommend(
+        self, users=None, n: int = 10, exclude_seen: bool = True, *, batch_size: int = 1024
+    ) -> pd.DataFrame:
+        """Top-``n`` items per user.
+
+        Parameters
+        ----------
+        users : label, list of labels, or None
+            ``None`` recommends to every user the model knows. An unknown label raises
+            ``KeyError`` naming it.
+        n : int
+            Items per user (fewer if fewer unseen items remain).
+        exclude_seen : bool
+            Leave out the items each user rated in training.
+        batch_size : int
+            Users scored at once (memory ~ batch_size x n_items floats).
+
+        Returns
+        -------
+        DataFrame with columns ``user, item, rank, score``, best first per user, in the
+        order of ``users``.
+        """
+        self._check_fitted()
+        if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)) or n < 1:
+            raise ValueError(f"The 'n' parameter of recommend must be an int >= 1; got {n!r}.")
+        if users is None:
+            uidx = np.arange(len(self.users_))
+        else:
+            if np.ndim(users) == 0 or isinstance(users, (str, tuple)):
+                users = [users]
+            labels = pd.Index(list(users)) if not isinstance(users, pd.Index) else users
+            uidx = self.users_.get_indexer(labels)
+            if (uidx < 0).any():
+                missing = list(labels[uidx < 0][:5])
+                raise KeyError(f"Unknown user(s) {missing} ({int((uidx < 0).sum())} in all); the model was not fitted on them.")
+        n_items = len(self.items_)
+        n_eff = min(int(n), n_items)
+        seen = self._seen
+        all_u, all_i, all_s, all_r = [], [], [], []
+        for s in range(0, len(uidx), batch_size):
+            ub = uidx[s : s + batch_size]
+            scores = np.asarray(self._score_users(ub), dtype=np.float64)
+            if exclude_seen:
+                block = seen[ub]
+                rows = np.repeat(np.arange(len(ub)), np.diff(block.indptr))
+                scores[rows, block.indices] = -np.inf
+            if n_eff < n_items:
+                top = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+            else:
+                top = np.broadcast_to(np.arange(n_items), (len(ub), n_items)).copy()
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.lexsort((top, -top_scores), axis=-1)  # best first, ties by item index
+            top = np.take_along_axis(top, order, axis=1)
+            top_scores = np.take_along_axis(top_scores, order, axis=1)
+            valid = np.isfinite(top_scores)
+            rank = np.broadcast_to(np.arange(1, n_eff + 1), top.shape)
+            all_u.append(np.repeat(ub, valid.sum(axis=1)))
+            all_i.append(top[valid])
+            all_s.append(top_scores[valid])
+            all_r.append(rank[valid])
+        c = self.columns_
+        u_cat = np.concatenate(all_u) if all_u else np.zeros(0, dtype=np.int64)
+        i_cat = np.concatenate(all_i) if all_i else np.zeros(0, dtype=np.int64)
+        return pd.DataFrame(
+            {
+                c.user: self.users_[u_cat],
+                c.item: self.items_[i_cat],
+                "rank": np.concatenate(all_r).astype(np.int64) if all_r else np.zeros(0, dtype=np.int64),
+                "score": np.concatenate(all_s) if all_s else np.zeros(0),
+            }
+        )

@@ -1,0 +1,282 @@
+"""From user DataFrames to indexed sparse matrices.
+
+Everything a model learns from passes through :func:`build_dataset` once: columns are
+checked, labels are mapped to contiguous indices (kept as :class:`pandas.Index` so the
+caller's labels come back out), duplicates are merged and the social graph is cleaned.
+The caller's DataFrames are never modified.
+
+Policies (documented once, here):
+
+* **Duplicate (user, item) pairs** are merged into one rating, their mean, with a
+  :class:`~socialals.exceptions.DataWarning` that counts the merged pairs and how many
+  of them disagreed.
+* **Social self-loops** and **duplicate directed edges** are dropped (the first
+  occurrence of a duplicate is kept) with a ``DataWarning`` that counts them.
+* **Users who appear only in the social graph** are added after the rated users when the
+  model asks for them (``include_social_users=True``, as :class:`~socialals.SocialALS`
+  does); other models ignore the social frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .exceptions import DataWarning
+
+__all__ = ["Columns", "Dataset", "build_dataset", "factorize_labels"]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column names of the rating and social frames."""
+
+    user: str = "user"
+    item: str = "item"
+    rating: str = "rating"
+    friend: str = "friend"
+    weight: str = "weight"
+
+
+@dataclass
+class Dataset:
+    """Ratings (and optionally a social graph) in index space.
+
+    Attributes
+    ----------
+    users, items : pandas.Index
+        Labels in factor-row order. With ``include_social_users`` the users who only
+        appear in the social graph come after the ``n_rated_users`` rated ones.
+    R : scipy.sparse.csr_matrix, shape (n_users, n_items)
+        The ratings, one stored value per observed pair (duplicates merged).
+    Rt : scipy.sparse.csr_matrix, shape (n_items, n_users)
+        ``R`` transposed, in CSR form (the item half-step reads it row-wise).
+    social_src, social_dst, social_weight : ndarray or None
+        The directed social edges in user-index space after cleaning.
+    """
+
+    users: pd.Index
+    items: pd.Index
+    R: sp.csr_matrix
+    Rt: sp.csr_matrix
+    n_rated_users: int
+    columns: Columns
+    social_src: Optional[np.ndarray] = None
+    social_dst: Optional[np.ndarray] = None
+    social_weight: Optional[np.ndarray] = None
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.R.nnz)
+
+    @property
+    def has_social(self) -> bool:
+        return self.social_src is not None
+
+    def social_matrix(self) -> sp.csr_matrix:
+        """The directed weight matrix ``S`` (n_users x n_users) of the cleaned edges."""
+        if not self.has_social:
+            return sp.csr_matrix((self.n_users, self.n_users))
+        return sp.csr_matrix(
+            (self.social_weight, (self.social_src, self.social_dst)),
+            shape=(self.n_users, self.n_users),
+        )
+
+
+def _preview(frame: pd.DataFrame, mask: np.ndarray, n: int = 5) -> str:
+    rows = frame.loc[np.asarray(mask)].head(n)
+    return rows.to_string(max_cols=10)
+
+
+def _require_frame(frame, name: str, required: list[str]) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"'{name}' must be a pandas DataFrame; got {type(frame).__name__}.")
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"'{name}' is missing column(s) {missing}; it has columns {list(frame.columns)}. "
+            "Rename them or pass the column names to fit()."
+        )
+    if len(frame) == 0:
+        raise ValueError(f"'{name}' is empty; at least one row is needed.")
+
+
+def _check_labels(frame: pd.DataFrame, col: str, name: str) -> np.ndarray:
+    values = frame[col]
+    bad = values.isna().to_numpy()
+    if bad.any():
+        raise ValueError(
+            f"Column '{col}' of '{name}' has {int(bad.sum())} missing label(s); first rows:\n"
+            + _preview(frame, bad)
+        )
+    return values.to_numpy()
+
+
+def _check_numeric(frame: pd.DataFrame, col: str, name: str, nonnegative: bool = False) -> np.ndarray:
+    raw = frame[col]
+    if pd.api.types.is_bool_dtype(raw) or not pd.api.types.is_numeric_dtype(raw):
+        coerced = pd.to_numeric(raw, errors="coerce")
+        bad = (coerced.isna() & raw.notna()).to_numpy()
+        if bad.any() or not pd.api.types.is_numeric_dtype(coerced):
+            raise ValueError(
+                f"Column '{col}' of '{name}' must be numeric; got dtype {raw.dtype}"
+                + (f" with {int(bad.sum())} non-numeric value(s); first rows:\n" + _preview(frame, bad) if bad.any() else ".")
+            )
+        raw = coerced
+    values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(
+            f"Column '{col}' of '{name}' has {int(bad.sum())} NaN or infinite value(s); first rows:\n"
+            + _preview(frame, bad)
+        )
+    if nonnegative and (values < 0).any():
+        bad = values < 0
+        raise ValueError(
+            f"Column '{col}' of '{name}' must be >= 0; {int(bad.sum())} negative value(s); first rows:\n"
+            + _preview(frame, bad)
+        )
+    return values
+
+
+def factorize_labels(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """Map labels to 0..n-1, sorted when the labels are mutually comparable."""
+    try:
+        codes, uniques = pd.factorize(values, sort=True)
+    except TypeError:  # mixed, incomparable labels: keep first-seen order
+        codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def build_dataset(
+    ratings: pd.DataFrame,
+    social: Optional[pd.DataFrame] = None,
+    *,
+    columns: Columns = Columns(),
+    include_social_users: bool = False,
+) -> Dataset:
+    """Validate ``ratings`` (and ``social``) and index them.
+
+    Parameters
+    ----------
+    ratings : DataFrame
+        Columns ``columns.user``, ``columns.item``, ``columns.rating``.
+    social : DataFrame, optional
+        Columns ``columns.user``, ``columns.friend`` and optionally ``columns.weight``
+        (1 where absent). Ignored unless ``include_social_users`` is true.
+    columns : Columns
+        Column names.
+    include_social_users : bool
+        Keep the social graph and add its users who have no rating.
+
+    Returns
+    -------
+    Dataset
+    """
+    c = columns
+    _require_frame(ratings, "ratings", [c.user, c.item, c.rating])
+    users_raw = _check_labels(ratings, c.user, "ratings")
+    items_raw = _check_labels(ratings, c.item, "ratings")
+    values = _check_numeric(ratings, c.rating, "ratings")
+
+    u_codes, users = factorize_labels(users_raw)
+    i_codes, items = factorize_labels(items_raw)
+    n_rated = len(users)
+
+    src = dst = w = None
+    if include_social_users and social is not None:
+        src, dst, w, users = _social_edges(social, users, c)
+
+    n_users, n_items = len(users), len(items)
+    key = u_codes * n_items + i_codes
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    first = np.ones(len(key_sorted), dtype=bool)
+    first[1:] = key_sorted[1:] != key_sorted[:-1]
+    if not first.all():
+        group = np.cumsum(first) - 1
+        vals_sorted = values[order]
+        sums = np.bincount(group, weights=vals_sorted)
+        counts = np.bincount(group)
+        mins = np.full(len(sums), np.inf)
+        maxs = np.full(len(sums), -np.inf)
+        np.minimum.at(mins, group, vals_sorted)
+        np.maximum.at(maxs, group, vals_sorted)
+        dup = counts > 1
+        warnings.warn(
+            f"ratings: {int(dup.sum())} duplicate (user, item) pair(s) ({int((counts - 1).sum())} extra row(s)) "
+            f"merged into their mean rating; {int((maxs[dup] > mins[dup]).sum())} of them had different ratings.",
+            DataWarning,
+            stacklevel=3,
+        )
+        key_u = key_sorted[first]
+        vals = sums / counts
+    else:
+        key_u = key_sorted
+        vals = values[order]
+    rows = key_u // n_items
+    cols = key_u % n_items
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    R = sp.csr_matrix((vals, cols.astype(np.int64), indptr), shape=(n_users, n_items))
+    R.has_sorted_indices = True
+    Rt = R.T.tocsr()
+    Rt.sort_indices()
+    return Dataset(
+        users=users,
+        items=items,
+        R=R,
+        Rt=Rt,
+        n_rated_users=n_rated,
+        columns=c,
+        social_src=src,
+        social_dst=dst,
+        social_weight=w,
+    )
+
+
+def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
+    _require_frame(social, "social", [c.user, c.friend])
+    a = _check_labels(social, c.user, "social")
+    b = _check_labels(social, c.friend, "social")
+    if c.weight in social.columns:
+        w = _check_numeric(social, c.weight, "social", nonnegative=True)
+    else:
+        w = np.ones(len(social), dtype=np.float64)
+
+    # Extend the vocabulary with users known only through the graph.
+    both = pd.Index(np.concatenate([a, b]))
+    extra = both[~both.isin(users)].unique()
+    if len(extra):
+        _, extra = factorize_labels(np.asarray(extra))
+        users = users.append(extra)
+    src = users.get_indexer(a).astype(np.int64)
+    dst = users.get_indexer(b).astype(np.int64)
+
+    keep = src != dst
+    n_loops = int((~keep).sum())
+    key = src * len(users) + dst
+    dup = pd.Index(key).duplicated(keep="first")
+    n_dup = int((dup & keep).sum())
+    keep &= ~dup
+    if n_loops or n_dup:
+        warnings.warn(
+            f"social: dropped {n_loops} self-loop(s) and {n_dup} duplicate edge(s) "
+            f"(kept the first of each duplicate); {int(keep.sum())} edge(s) remain.",
+            DataWarning,
+            stacklevel=4,
+        )
+    return src[keep], dst[keep], w[keep], users
