@@ -1,0 +1,322 @@
+"""The ALS maths checked against independent dense computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from socialals import ALS, RegularizedALS, SocialALS
+from socialals import _linalg
+from socialals._linalg import solve_rows
+from socialals.social import symmetric_weights
+
+from conftest import planted_ratings, random_social
+
+
+# --------------------------------------------------------------------------- helpers
+def dense_state(model, ratings, social=None):
+    """Dense R, mask, W (in the model's index space) for an independent computation."""
+    u = model.users_.get_indexer(ratings["user"])
+    i = model.items_.get_indexer(ratings["item"])
+    R = np.zeros((len(model.users_), len(model.items_)))
+    M = np.zeros_like(R)
+    R[u, i] = ratings["rating"].to_numpy()
+    M[u, i] = 1.0
+    W = np.zeros((len(model.users_),) * 2)
+    if social is not None:
+        a = model.users_.get_indexer(social["user"])
+        b = model.users_.get_indexer(social["friend"])
+        w = social["weight"].to_numpy() if "weight" in social else np.ones(len(a))
+        S = np.zeros_like(W)
+        S[a, b] = w
+        W = (S + S.T) / 2
+    return R, M, W
+
+
+def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases):
+    """The written objective and its gradient, computed densely from scratch."""
+    U, V = model.user_factors_.astype(float), model.item_factors_.astype(float)
+    n_u, n_i = M.sum(1), M.sum(0)
+    lu = reg * (n_u if weighted else np.ones_like(n_u))
+    li = reg * (n_i if weighted else np.ones_like(n_i))
+    P = U @ V.T
+    if biases:
+        b, c, mu = model.user_bias_, model.item_bias_, model.global_mean_
+        P = P + mu + b[:, None] + c[None, :]
+    else:
+        b, c = np.zeros(len(U)), np.zeros(len(V))
+    E = M * (R - P)
+    d = W.sum(1)
+    L = np.diag(d) - W
+    obj = 0.5 * (E**2).sum() + 0.5 * lu @ ((U**2).sum(1) + b**2) + 0.5 * li @ ((V**2).sum(1) + c**2)
+    iu, iv = np.triu_indices(len(U), 1)
+    obj += 0.5 * alpha * (W[iu, iv] * ((U[iu] - U[iv]) ** 2).sum(1)).sum()
+    gU = -E @ V + lu[:, None] * U + alpha * L @ U
+    gV = -E.T @ U + li[:, None] * V
+    gb = -E.sum(1) + lu * b
+    gc = -E.sum(0) + li * c
+    return obj, gU, gV, gb, gc
+
+
+# --------------------------------------------------------------------------- half-step
+@pytest.mark.parametrize("k", [3, 6])
+@pytest.mark.parametrize("regularised", [True, False])
+def test_half_step_equals_dense_solve(k, regularised):
+    rng = np.random.default_rng(5)
+    n_rows, n_other = 40, 25
+    counts = rng.integers(0, 12, n_rows)  # rows with 0, fewer than k, and at least k entries
+    counts[:3] = [0, 1, k]
+    indices, targets = [], []
+    for n in counts:
+        indices.append(np.sort(rng.choice(n_other, n, replace=False)))
+        targets.append(rng.normal(size=n))
+    indptr = np.r_[0, np.cumsum(counts)]
+    indices, targets = np.concatenate(indices).astype(np.int64), np.concatenate(targets)
+    Y = rng.normal(size=(n_other, k))
+    diag = rng.uniform(0.1, 2.0, (n_rows, k)) if regularised else None
+    extra = rng.normal(size=(n_rows, k)) if regularised else None
+    X, sse = solve_rows(indptr, indices, targets, Y, diag, extra, want_sse=True, n_jobs=1)
+    for r in range(n_rows):
+        J = indices[indptr[r] : indptr[r + 1]]
+        t = targets[indptr[r] : indptr[r + 1]]
+        A = Y[J]
+        if regularised:
+            expect = np.linalg.solve(A.T @ A + np.diag(diag[r]), A.T @ t + extra[r])
+        else:  # minimum-norm least squares
+            expect = np.linalg.lstsq(A, t, rcond=None)[0] if len(J) else np.zeros(k)
+        np.testing.assert_allclose(X[r], expect, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(sse[r], ((t - A @ X[r]) ** 2).sum(), rtol=1e-8, atol=1e-12)
+
+
+def test_half_step_singular_gram_is_min_norm():
+    # Two identical columns in the fixed factors: every Gram matrix is singular.
+    rng = np.random.default_rng(1)
+    Y = rng.normal(size=(10, 3))
+    Y[:, 2] = Y[:, 1]
+    indptr = np.array([0, 8])
+    indices = np.arange(8)
+    t = rng.normal(size=8)
+    X, _ = solve_rows(indptr, indices, t, Y, None, None)
+    np.testing.assert_allclose(X[0], np.linalg.lstsq(Y[:8], t, rcond=None)[0], atol=1e-8)
+    assert np.isfinite(X).all()
+
+
+def test_jacobi_social_step_decrease_formula():
+    """Decrease of the objective by one Jacobi user step equals ½ δᵀ(D + N)δ."""
+    rng = np.random.default_rng(3)
+    n_u, n_i, k, lam, alpha = 30, 20, 4, 0.3, 0.8
+    M = rng.random((n_u, n_i)) < 0.3
+    R = np.where(M, rng.normal(size=(n_u, n_i)), 0.0)
+    src, dst = rng.integers(0, n_u, 80), rng.integers(0, n_u, 80)
+    keep = src != dst
+    Wsp = symmetric_weights(n_u, src[keep], dst[keep], rng.uniform(0.1, 1.0, keep.sum()))
+    W = Wsp.toarray()
+    U0, V = rng.normal(size=(n_u, k)), rng.normal(size=(n_i, k))
+
+    def f(U):
+        E = M * (R - U @ V.T)
+        iu, iv = np.triu_indices(n_u, 1)
+        return 0.5 * (E**2).sum() + 0.5 * lam * (U**2).sum() + 0.5 * alpha * (W[iu, iv] * ((U[iu] - U[iv]) ** 2).sum(1)).sum()
+
+    Rs = sp.csr_matrix(np.where(M, R, 0.0))
+    Rs = sp.csr_matrix((R[M], np.nonzero(M)[1], np.r_[0, np.cumsum(M.sum(1))]), shape=(n_u, n_i))
+    d = W.sum(1)
+    diag = np.repeat((lam + alpha * d)[:, None], k, axis=1)
+    U1, _ = solve_rows(Rs.indptr, Rs.indices, Rs.data, V, diag, alpha * W @ U0)
+    delta = (U1 - U0).ravel()
+    D = np.zeros((n_u * k, n_u * k))
+    for i in range(n_u):
+        Vi = V[M[i]]
+        D[i * k : (i + 1) * k, i * k : (i + 1) * k] = Vi.T @ Vi + (lam + alpha * d[i]) * np.eye(k)
+    N = alpha * np.kron(W, np.eye(k))
+    assert f(U0) - f(U1) == pytest.approx(0.5 * delta @ (D + N) @ delta, rel=1e-9)
+    assert np.linalg.eigvalsh(D + N).min() >= lam - 1e-9
+
+
+# --------------------------------------------------------------------------- gradients
+GRAD_CASES = [
+    (RegularizedALS, dict(reg=0.3)),
+    (RegularizedALS, dict(reg=0.3, biases=True)),
+    (RegularizedALS, dict(reg=0.05, weighted_reg=True)),
+    (RegularizedALS, dict(reg=0.05, weighted_reg=True, biases=True)),
+    (SocialALS, dict(reg=0.3, alpha=0.7)),
+    (SocialALS, dict(reg=0.3, alpha=0.7, biases=True)),
+    (SocialALS, dict(reg=0.05, alpha=0.7, weighted_reg=True, biases=True)),
+    (SocialALS, dict(reg=0.3, alpha=0.7, similarity="pcc")),
+]
+
+
+@pytest.mark.parametrize("cls,params", GRAD_CASES)
+def test_gradient_of_written_objective_vanishes(cls, params):
+    ratings, _, _ = planted_ratings(n_users=40, n_items=30, k=3, density=0.35, noise=0.3, seed=2)
+    social = random_social(40, 90, seed=4, extra_users=5, weights=True)
+    model = cls(factors=3, iterations=400, tol=0, random_state=0, n_jobs=1, **params).fit(ratings, social)
+    sim = params.get("similarity")
+    soc = social
+    if sim is not None:  # the model multiplies the given weights by the similarity
+        from socialals.social import edge_similarity
+
+        a = model.users_.get_indexer(social["user"])
+        b = model.users_.get_indexer(social["friend"])
+        soc = social.assign(weight=social["weight"] * edge_similarity(model._seen, a, b, sim))
+    R, M, W = dense_state(model, ratings, soc if cls is SocialALS else None)
+    alpha = params.get("alpha", 0.0)
+    obj, gU, gV, gb, gc = objective_and_grads(
+        model, R, M, W, params["reg"], alpha, params.get("weighted_reg", False), params.get("biases", False)
+    )
+    assert model.loss_history_[-1] == pytest.approx(obj, rel=1e-10)
+    scale = np.abs(R).max() * np.sqrt(M.sum())
+    for g in (gU, gV) + ((gb, gc) if params.get("biases") else ()):
+        assert np.abs(g).max() < 1e-6 * scale
+
+
+def test_gradient_check_detects_a_wrong_solution():
+    """The gradient check above is not vacuous: a perturbed solution fails it."""
+    ratings, _, _ = planted_ratings(n_users=40, n_items=30, k=3, density=0.35, noise=0.3, seed=2)
+    model = RegularizedALS(factors=3, reg=0.3, iterations=300, random_state=0, n_jobs=1).fit(ratings)
+    model.user_factors_ = model.user_factors_ * 1.01
+    R, M, W = dense_state(model, ratings)
+    _, gU, gV, _, _ = objective_and_grads(model, R, M, W, 0.3, 0.0, False, False)
+    assert np.abs(gV).max() > 1e-6 * np.abs(R).max() * np.sqrt(M.sum())
+
+
+# --------------------------------------------------------------------------- identities
+def test_social_alpha_zero_equals_regularized():
+    ratings, _, _ = planted_ratings(seed=3)
+    social = random_social(60, 100, seed=2)  # only rated users
+    for extra in (dict(), dict(biases=True, weighted_reg=True)):
+        a = SocialALS(factors=4, reg=0.2, alpha=0.0, iterations=8, random_state=7, **extra).fit(ratings, social)
+        b = RegularizedALS(factors=4, reg=0.2, iterations=8, random_state=7, **extra).fit(ratings)
+        np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+        np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+        np.testing.assert_array_equal(a.loss_history_, b.loss_history_)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ALS(factors=4, iterations=12, random_state=0),
+        RegularizedALS(factors=4, reg=0.1, iterations=12, random_state=0),
+        RegularizedALS(factors=4, reg=0.02, weighted_reg=True, biases=True, iterations=12, random_state=0),
+        SocialALS(factors=4, reg=0.1, alpha=1.0, iterations=12, random_state=0),
+        SocialALS(factors=4, reg=0.1, alpha=2.0, similarity="vss", biases=True, iterations=12, random_state=0),
+    ],
+    ids=["als", "reg", "reg-wr-bias", "social", "social-vss-bias"],
+)
+def test_loss_history_never_rises(model, small_problem):
+    ratings, social = small_problem
+    model.fit(ratings, social)
+    h = model.loss_history_
+    assert len(h) == 12 and np.isfinite(h).all()
+    assert (np.diff(h) <= 1e-10 * h[:-1]).all(), h
+
+
+@pytest.mark.parametrize("cls", [ALS, RegularizedALS, SocialALS])
+def test_n_jobs_and_batch_size_do_not_change_results(cls, small_problem, monkeypatch):
+    ratings, social = small_problem
+    fits = [cls(factors=5, iterations=4, random_state=1, n_jobs=j).fit(ratings, social) for j in (1, 2)]
+    monkeypatch.setattr(_linalg, "_BATCH_ELEMENTS", 64)  # many small batches
+    fits.append(cls(factors=5, iterations=4, random_state=1, n_jobs=2).fit(ratings, social))
+    for f in fits[1:]:
+        np.testing.assert_array_equal(fits[0].user_factors_, f.user_factors_)
+        np.testing.assert_array_equal(fits[0].item_factors_, f.item_factors_)
+
+
+def test_planted_low_rank_recovered_to_noise_level():
+    noise = 0.1
+    ratings, _, _ = planted_ratings(n_users=300, n_items=200, k=4, density=0.2, noise=noise, seed=11)
+    rng = np.random.default_rng(0)
+    test_mask = rng.random(len(ratings)) < 0.1
+    train, test = ratings[~test_mask], ratings[test_mask]
+    model = RegularizedALS(factors=4, reg=0.05, biases=True, iterations=30, random_state=0).fit(train)
+    rmse = np.sqrt(np.mean((model.predict(test) - test["rating"]) ** 2))
+    assert rmse < 1.25 * noise, rmse
+    # and the training residual is at the noise level, not below it (no interpolation)
+    fit_rmse = np.sqrt(np.mean((model.predict(train) - train["rating"]) ** 2))
+    assert 0.8 * noise < fit_rmse < 1.1 * noise
+
+
+def test_user_with_friends_and_no_ratings():
+    ratings, _, _ = planted_ratings(seed=4)
+    social = pd.DataFrame({"user": ["new", "new", "new", 5], "friend": [1, 2, 3, "new"], "weight": [1.0, 0.5, 2.0, 1.0]})
+    lam, alpha = 0.2, 0.9
+    m = SocialALS(factors=3, reg=lam, alpha=alpha, iterations=10, random_state=0).fit(ratings, social)
+    # Jacobi: the final user step used the previous sweep's factors; at convergence they agree,
+    # so compare with the fixed point using the final factors after enough sweeps.
+    m2 = SocialALS(factors=3, reg=lam, alpha=alpha, iterations=200, random_state=0).fit(ratings, social)
+    U = m2.user_factors_
+    idx = m2.users_.get_indexer([1, 2, 3, 5])
+    w = np.array([1.0, 0.5, 2.0, 1.0]) / 2  # W = (S + S^T)/2 and every link is one-way
+    expect = alpha * (w[:, None] * U[idx]).sum(0) / (lam + alpha * w.sum())
+    np.testing.assert_allclose(U[m2.users_.get_loc("new")], expect, rtol=2e-3)
+    assert "new" in set(m.recommend("new", n=3)["user"])
+
+
+def test_user_with_friends_and_no_ratings_exact_one_step():
+    """After one sweep the social-only user is exactly α Σ w u_f⁰ / (λ + α Σ w) of the initial U."""
+    ratings, _, _ = planted_ratings(seed=4)
+    social = pd.DataFrame({"user": ["new", "new"], "friend": [1, 2], "weight": [1.0, 3.0]})
+    lam, alpha = 0.2, 0.9
+    captured = {}
+    m = SocialALS(factors=3, reg=lam, alpha=alpha, iterations=2, random_state=0)
+
+    def cb(model, it, loss):
+        captured[it] = model.user_factors_.copy()
+
+    m.set_params(callback=cb).fit(ratings, social)
+    U0 = captured[0]
+    idx = m.users_.get_indexer([1, 2])
+    w = np.array([0.5, 1.5])
+    expect = alpha * (w[:, None] * U0[idx]).sum(0) / (lam + alpha * w.sum())
+    np.testing.assert_allclose(captured[1][m.users_.get_loc("new")], expect, rtol=1e-12)
+
+
+def test_plain_als_sparse_rows_min_norm_no_nan():
+    # users with 1 or 2 ratings and 5 factors: singular systems everywhere
+    rng = np.random.default_rng(0)
+    rows = [(u, i, float(rng.integers(1, 6))) for u in range(30) for i in rng.choice(20, 1 + u % 2, replace=False)]
+    rows += [(100, i, 3.0) for i in range(20)]
+    ratings = pd.DataFrame(rows, columns=["user", "item", "rating"])
+    m = ALS(factors=5, iterations=5, random_state=0).fit(ratings)
+    assert np.isfinite(m.user_factors_).all() and np.isfinite(m.item_factors_).all()
+    # the minimum-norm solution of a 1-rating user is r v / ||v||² (along v)
+    one = ratings.groupby("user").filter(lambda g: len(g) == 1).iloc[0]
+    v = m.item_factors_[m.items_.get_loc(one["item"])]
+    u = m.user_factors_[m.users_.get_loc(one["user"])]
+    np.testing.assert_allclose(u, one["rating"] * v / (v @ v), rtol=1e-6)
+
+
+def test_float32_close_to_float64(small_problem):
+    ratings, social = small_problem
+    a = SocialALS(factors=4, reg=0.1, alpha=0.5, iterations=10, random_state=0).fit(ratings, social)
+    b = SocialALS(factors=4, reg=0.1, alpha=0.5, iterations=10, random_state=0, dtype="float32").fit(ratings, social)
+    assert b.user_factors_.dtype == np.float32 and b.item_factors_.dtype == np.float32
+    assert b.loss_history_[-1] == pytest.approx(a.loss_history_[-1], rel=1e-3)
+    np.testing.assert_allclose(b.predict(ratings), a.predict(ratings), atol=2e-3)
+
+
+def test_tol_stops_early_and_callback_can_stop():
+    ratings, _, _ = planted_ratings(seed=5)
+    m = RegularizedALS(factors=3, reg=0.1, biases=True, iterations=200, tol=1e-4, random_state=0).fit(ratings)
+    assert 1 < m.n_iter_ < 200
+    h = m.loss_history_
+    assert h[-2] - h[-1] <= 1e-4 * h[-2]
+    m2 = RegularizedALS(factors=3, iterations=50, callback=lambda model, it, loss: it == 2).fit(ratings)
+    assert m2.n_iter_ == 3
+
+
+def test_vss_and_pcc_by_hand():
+    from socialals.social import NO_EVIDENCE_SIMILARITY, edge_similarity
+
+    # user 0 rates items 0,1,2 = 5,3,1 ; user 1 rates 0,1,3 = 4,2,5 ; user 2 rates item 4 only
+    R = sp.csr_matrix(np.array([[5, 3, 1, 0, 0], [4, 2, 0, 5, 0], [0, 0, 0, 0, 2]], dtype=float))
+    src, dst = np.array([0, 0]), np.array([1, 2])
+    vss = edge_similarity(R, src, dst, "vss")
+    assert vss[0] == pytest.approx((5 * 4 + 3 * 2) / (np.sqrt(25 + 9) * np.sqrt(16 + 4)))
+    assert vss[1] == NO_EVIDENCE_SIMILARITY
+    pcc = edge_similarity(R, src, dst, "pcc")
+    m0, m1 = 3.0, 11 / 3
+    a, b = np.array([5 - m0, 3 - m0]), np.array([4 - m1, 2 - m1])
+    x = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert pcc[0] == pytest.approx((x + 1) / 2)
+    assert pcc[1] == NO_EVIDENCE_SIMILARITY
