@@ -1,0 +1,142 @@
+"""The contract every socialals model honours (one class, run for each model)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import socialals
+from socialals import ALS, DataWarning, NotFittedError, RegularizedALS, SocialALS, clone
+
+from conftest import planted_ratings, random_social
+
+
+def _models():
+    models = [
+        ALS(factors=3, iterations=4, random_state=0),
+        RegularizedALS(factors=3, reg=0.1, iterations=4, random_state=0),
+        RegularizedALS(factors=3, reg=0.05, biases=True, weighted_reg=True, iterations=4, random_state=0),
+        SocialALS(factors=3, reg=0.1, alpha=0.5, iterations=4, random_state=0),
+        SocialALS(factors=3, reg=0.1, alpha=0.5, similarity="pcc", biases=True, iterations=4, random_state=0),
+    ]
+    fm = getattr(socialals, "FactorizationMachine", None)
+    if fm is not None:
+        models.append(fm(factors=3, iterations=4, random_state=0))
+    return models
+
+
+MODELS = _models()
+
+
+@pytest.fixture
+def data():
+    ratings, _, _ = planted_ratings(n_users=50, n_items=30, seed=8)
+    ratings = ratings.assign(user="u" + ratings["user"].astype(str))  # string user labels
+    social = random_social(50, 120, seed=3, extra_users=4)
+    social = social.assign(user="u" + social["user"].astype(str), friend="u" + social["friend"].astype(str))
+    return ratings, social
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: repr(m)[:60])
+class TestModelContract:
+    def test_not_fitted(self, model, data):
+        m = clone(model)
+        with pytest.raises(NotFittedError, match="not fitted"):
+            m.predict(data[0][["user", "item"]])
+        with pytest.raises(NotFittedError):
+            m.recommend(["u1"])
+
+    def test_fit_returns_self_and_params_untouched(self, model, data):
+        m = clone(model)
+        before = m.get_params()
+        assert m.fit(*data) is m
+        after = m.get_params()
+        assert before.keys() == after.keys()
+        for k in before:
+            assert after[k] is before[k] or after[k] == before[k], k
+
+    def test_inputs_not_mutated(self, model, data):
+        ratings, social = data
+        r0, s0 = ratings.copy(deep=True), social.copy(deep=True)
+        clone(model).fit(ratings, social)
+        pd.testing.assert_frame_equal(ratings, r0)
+        pd.testing.assert_frame_equal(social, s0)
+
+    def test_seeded_refit_identical(self, model, data):
+        a = clone(model).fit(*data).predict(data[0])
+        b = clone(model).fit(*data).predict(data[0])
+        np.testing.assert_array_equal(a, b)
+        c = clone(model).set_params(random_state=1).fit(*data).predict(data[0])
+        assert not np.array_equal(a, c)
+
+    def test_predict_shape_and_finite(self, model, data):
+        m = clone(model).fit(*data)
+        p = m.predict(data[0][["user", "item"]])
+        assert p.shape == (len(data[0]),) and np.isfinite(p).all()
+        # the array form gives the same answer
+        np.testing.assert_array_equal(p, m.predict(data[0][["user", "item"]].to_numpy()))
+
+    def test_batch_recommend_equals_one_by_one(self, model, data):
+        m = clone(model).fit(*data)
+        users = list(m.users_[:7])
+        batch = m.recommend(users, n=5)
+        single = pd.concat([m.recommend(u, n=5) for u in users], ignore_index=True)
+        pd.testing.assert_frame_equal(batch[["user", "item", "rank"]], single[["user", "item", "rank"]])
+        np.testing.assert_allclose(batch["score"], single["score"], rtol=1e-12)
+        small = m.recommend(users, n=5, batch_size=2)
+        pd.testing.assert_frame_equal(batch, small)
+
+    def test_recommend_frame_and_scores_match_predict(self, model, data):
+        m = clone(model).fit(*data)
+        rec = m.recommend(["u3", "u4"], n=4)
+        assert list(rec.columns) == ["user", "item", "rank", "score"]
+        assert (rec.groupby("user")["rank"].apply(list) == pd.Series({"u3": [1, 2, 3, 4], "u4": [1, 2, 3, 4]})).all()
+        assert (rec.groupby("user")["score"].apply(lambda s: bool(np.all(np.diff(s) <= 0)))).all()
+        np.testing.assert_allclose(rec["score"], m.predict(rec[["user", "item"]]), rtol=1e-6, atol=1e-8)
+        # top-n really is the best n of all unseen items
+        seen = set(data[0].loc[data[0]["user"] == "u3", "item"])
+        unseen = [i for i in m.items_ if i not in seen]
+        all_scores = m.predict(pd.DataFrame({"user": "u3", "item": unseen}))
+        assert rec.loc[rec["user"] == "u3", "score"].iloc[0] == pytest.approx(all_scores.max())
+
+    def test_seen_items_excluded(self, model, data):
+        ratings = data[0]
+        m = clone(model).fit(*data)
+        rec = m.recommend(None, n=len(m.items_))
+        merged = rec.merge(ratings, on=["user", "item"], how="inner")
+        assert len(merged) == 0
+        # every known user gets exactly the items they did not rate
+        n_seen = ratings.groupby("user")["item"].nunique().reindex(m.users_, fill_value=0)
+        per_user = rec.groupby("user").size().reindex(m.users_, fill_value=0)
+        pd.testing.assert_series_equal(per_user, len(m.items_) - n_seen, check_names=False)
+        with_seen = m.recommend(["u3"], n=len(m.items_), exclude_seen=False)
+        assert len(with_seen) == len(m.items_)
+
+    def test_unknown_user_policy(self, model, data):
+        m = clone(model).fit(*data)
+        with pytest.raises(KeyError, match="nobody"):
+            m.recommend(["u1", "nobody"])
+        pairs = pd.DataFrame({"user": ["nobody", "u1"], "item": [data[0]["item"].iloc[0], "no-item"]})
+        with pytest.warns(DataWarning, match="2 of 2 pair"):
+            p = m.predict(pairs)
+        assert np.isfinite(p).all()
+
+    def test_bad_hyperparameter_named(self, model, data):
+        m = clone(model).set_params(factors=0)
+        with pytest.raises(ValueError, match=r"The 'factors' parameter of \w+ must be an int >= 1; got 0"):
+            m.fit(*data)
+        with pytest.raises(ValueError, match="Invalid parameter"):
+            clone(model).set_params(nonsense=1)
+
+
+def test_social_only_users_are_recommended_to(data):
+    ratings, social = data
+    m = SocialALS(factors=3, reg=0.1, alpha=1.0, iterations=5, random_state=0).fit(ratings, social)
+    social_only = [u for u in m.users_ if u not in set(ratings["user"])]
+    assert social_only, "fixture should contain users known only through the graph"
+    rec = m.recommend(social_only, n=3)
+    assert set(rec["user"]) == set(social_only) and len(rec) == 3 * len(social_only)
+    # plain models do not know them
+    with pytest.raises(KeyError):
+        RegularizedALS(factors=3, iterations=2).fit(ratings, social).recommend(social_only)
