@@ -532,6 +532,8 @@ def evaluate(
     k = _check_int(k, "k", func, 1)
     cold_start_threshold = _check_int(cold_start_threshold, "cold_start_threshold", func, 1)
     ranking = _check_bool(ranking, "ranking", func)
+    if ranking:
+        _check_model(model, func, methods=("recommend",))
     if relevance_threshold is not None:
         relevance_threshold = _check_real(relevance_threshold, "relevance_threshold", func)
     groups = cold_start_groups(train, test, social=social, threshold=cold_start_threshold)

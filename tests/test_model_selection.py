@@ -539,3 +539,50 @@ def test_grid_search_validation(ratings):
         grid_search(BiasBaseline(), {"shrink": [1.0]}, ratings, folds=3)
     with pytest.raises(ValueError, match="every candidate scored NaN on 'social_only_rmse'"):
         grid_search(BiasBaseline(), {"shrink": [1.0]}, ratings, scoring="social_only_rmse")
+
+
+# ---------------------------------------------------------------------------
+# string labels, unknown-only test users, cloning
+# ---------------------------------------------------------------------------
+def test_string_labels_end_to_end():
+    frame = make_ratings(prefix="u")
+    results = cross_validate(BiasBaseline(), frame, cv=3, random_state=0, k=5)
+    assert results.loc["mean", "n_ranking_users"] > 0
+    assert 0 < results.loc["mean", "ndcg_at_5"] <= 1
+    assert not math.isnan(results.loc["mean", "cold_start_rmse"])
+
+
+def test_evaluate_when_no_test_user_is_known():
+    train = pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 1], "rating": [4.0, 3, 5]})
+    test = pd.DataFrame({"user": [7, 8], "item": [1, 2], "rating": [4.0, 2.0]})
+    model = BiasBaseline()
+    result = evaluate(model, train, test, k=3)
+    assert model.recommended_for_ == []  # recommend never called with unknown users
+    assert result["n_ranking_users"] == 0 and result["n_unknown"] == 2
+    assert math.isnan(result["ndcg_at_3"]) and math.isnan(result["coverage"])
+    assert result["unknown_rmse"] == pytest.approx(result["rmse"])
+
+
+def test_clone_prefers_socialals_base(monkeypatch, ratings):
+    import sys
+    import types
+
+    from socialals.model_selection import _clone
+
+    # without socialals.base the fallback rebuilds the model from get_params()
+    copy = _clone(BiasBaseline(shrink=4.0).fit(ratings))
+    assert copy.get_params()["shrink"] == 4.0 and not hasattr(copy, "users_")
+
+    calls = []
+
+    def fake_clone(model):
+        calls.append(model)
+        return type(model)(**model.get_params())
+
+    fake = types.ModuleType("socialals.base")
+    fake.clone = fake_clone
+    monkeypatch.setitem(sys.modules, "socialals.base", fake)
+    model = BiasBaseline(shrink=2.0)
+    results = cross_validate(model, ratings, cv=2, random_state=0, ranking=False)
+    assert len(results) == 4
+    assert calls == [model, model]
