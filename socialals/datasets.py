@@ -403,8 +403,6 @@ def _fetch(
                 _write_record(record, actual, url)
                 return target, actual
         elif actual == expected:
-            if not record.is_file():
-                _write_record(record, actual, url)
             return target, actual
         # Corrupt or stale cached copy: fetch it again and check the new copy.
         target.unlink()
