@@ -773,7 +773,10 @@ def load_filmtrust(
     ratings_path, trust_path = folder / "ratings.txt", folder / "trust.txt"
     raw = _read_text_table(ratings_path, r"\s+", (0, 1, 2), _RATING_COLUMNS, "FilmTrust")
     ratings = _ratings_frame(raw["user"], raw["item"], raw["rating"], ratings_path, "FilmTrust")
-    trust = pd.read_csv(trust_path, sep=r"\s+", header=None)
+    try:
+        trust = pd.read_csv(trust_path, sep=r"\s+", header=None)
+    except pd.errors.EmptyDataError:
+        trust = pd.DataFrame({0: [], 1: []})
     if trust.shape[1] < 2:
         raise ValueError(f"FilmTrust: {str(trust_path)!r} must have 'trustor trustee [value]' rows.")
     weights = trust[2].to_numpy(dtype=np.float64) if trust.shape[1] > 2 else None

@@ -280,6 +280,10 @@ def test_clean_files_give_no_warning(tmp_path):
         warnings.simplefilter("error")
         ratings, social = load_filmtrust(folder)
     assert len(ratings) == 2 and len(social) == 1
+    (folder / "trust.txt").write_text("")
+    ratings, social = load_filmtrust(folder)
+    assert len(ratings) == 2 and len(social) == 0
+    assert [str(t) for t in social.dtypes] == ["int64", "int64", "float64"]
 
 
 # ---------------------------------------------------------------------------
