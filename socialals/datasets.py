@@ -255,7 +255,8 @@ class _TextProgress:
     def _render(self) -> None:
         mib = self.done / 2**20
         if self.total:
-            line = f"\r{self.desc}: {mib:.1f}/{self.total / 2**20:.1f} MiB ({100 * self.done / self.total:3.0f}%)"
+            share = 100 * self.done / self.total
+            line = f"\r{self.desc}: {mib:.1f}/{self.total / 2**20:.1f} MiB ({share:3.0f}%)"
         else:
             line = f"\r{self.desc}: {mib:.1f} MiB"
         self.stream.write(line)
@@ -333,7 +334,8 @@ def _download(
             digest = hashlib.sha256()
             received = 0
             enabled = progress and _stderr_is_tty()
-            with open(part, "wb") as fh, _progress_bar(announced or expected_size, target.name, enabled) as bar:
+            bar_total = announced or expected_size
+            with open(part, "wb") as fh, _progress_bar(bar_total, target.name, enabled) as bar:
                 while True:
                     try:
                         block = response.read(_CHUNK_BYTES)
@@ -367,7 +369,9 @@ def _download(
         if target.suffix.lower() == ".zip":
             problem = _zip_problem(part)
             if problem is not None:
-                raise DownloadError(f"The archive downloaded from {url} is corrupt: {problem}; it was deleted.")
+                raise DownloadError(
+                    f"The archive downloaded from {url} is corrupt: {problem}; it was deleted."
+                )
         os.replace(part, target)
         return actual
     finally:
@@ -527,7 +531,8 @@ def _download_dataset(
     return _extract(archive, digest, home / name)
 
 
-def _resolve_folder(path: Optional[PathLike], name: str, download_options: dict) -> Path:
+def _resolve_folder(path: Optional[PathLike], name: str, **download_options) -> Path:
+    """``path`` itself, or the extracted download of data set ``name`` when it is None."""
     if path is None:
         return _download_dataset(name, **download_options)
     return Path(path).expanduser()
@@ -569,7 +574,9 @@ def _locate(root: Path, required: Sequence[str], dataset: str) -> Path:
     )
 
 
-def _read_text_table(path: Path, sep: str, columns: Sequence[int], names: Sequence[str], dataset: str) -> pd.DataFrame:
+def _read_text_table(
+    path: Path, sep: str, columns: Sequence[int], names: Sequence[str], dataset: str
+) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep=sep, header=None, usecols=list(columns), engine="c")
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -765,11 +772,10 @@ def load_filmtrust(
     >>> ratings["user"].nunique(), len(social)  # doctest: +SKIP
     (1508, 1853)
     """
-    folder = _locate(
-        _resolve_folder(path, "filmtrust", dict(data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout)),
-        ("ratings.txt", "trust.txt"),
-        "FilmTrust",
+    root = _resolve_folder(
+        path, "filmtrust", data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout
     )
+    folder = _locate(root, ("ratings.txt", "trust.txt"), "FilmTrust")
     ratings_path, trust_path = folder / "ratings.txt", folder / "trust.txt"
     raw = _read_text_table(ratings_path, r"\s+", (0, 1, 2), _RATING_COLUMNS, "FilmTrust")
     ratings = _ratings_frame(raw["user"], raw["item"], raw["rating"], ratings_path, "FilmTrust")
@@ -830,7 +836,9 @@ def load_ciao(
     >>> bool((ratings["rating"] >= 1).all())  # doctest: +SKIP
     True
     """
-    root = _resolve_folder(path, "ciao", dict(data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout))
+    root = _resolve_folder(
+        path, "ciao", data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout
+    )
     return _read_tang(_locate(root, ("rating.mat", "trustnetwork.mat"), "Ciao"), "Ciao")
 
 
@@ -875,7 +883,9 @@ def load_epinions(
     >>> from socialals.datasets import load_epinions
     >>> ratings, social = load_epinions()  # doctest: +SKIP
     """
-    root = _resolve_folder(path, "epinions", dict(data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout))
+    root = _resolve_folder(
+        path, "epinions", data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout
+    )
     return _read_tang(_locate(root, ("rating.mat", "trustnetwork.mat"), "Epinions"), "Epinions")
 
 
@@ -919,7 +929,10 @@ def load_movielens_100k(
     >>> len(ratings), social  # doctest: +SKIP
     (100000, None)
     """
-    root = _resolve_folder(path, "movielens-100k", dict(data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout))
+    root = _resolve_folder(
+        path, "movielens-100k", data_home=data_home, url=url, sha256=sha256, progress=progress,
+        timeout=timeout,
+    )
     data_path = _locate(root, ("u.data",), "MovieLens 100K") / "u.data"
     raw = _read_text_table(data_path, "\t", (0, 1, 2), _RATING_COLUMNS, "MovieLens 100K")
     ratings = _ratings_frame(raw["user"], raw["item"], raw["rating"], data_path, "MovieLens 100K")
@@ -966,7 +979,9 @@ def load_movielens_1m(
     >>> ratings["user"].nunique()  # doctest: +SKIP
     6040
     """
-    root = _resolve_folder(path, "movielens-1m", dict(data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout))
+    root = _resolve_folder(
+        path, "movielens-1m", data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout
+    )
     data_path = _locate(root, ("ratings.dat",), "MovieLens 1M") / "ratings.dat"
     # Splitting "a::b::c::d" on single colons gives a, '', b, '', c, '', d: columns 0, 2
     # and 4 are user, item and rating, and the fast C parser can do it.
@@ -982,7 +997,9 @@ def load_movielens_1m(
 
 def _check_param(name: str, value, ok: bool, requirement: str) -> None:
     if not ok:
-        raise ValueError(f"The {name!r} parameter of make_social_ratings must be {requirement}; got {value!r}.")
+        raise ValueError(
+            f"The {name!r} parameter of make_social_ratings must be {requirement}; got {value!r}."
+        )
 
 
 def _is_int(value) -> bool:
@@ -990,7 +1007,8 @@ def _is_int(value) -> bool:
 
 
 def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return numeric and bool(np.isfinite(value))
 
 
 def make_social_ratings(
@@ -1104,7 +1122,10 @@ def make_social_ratings(
         "a float in [0, 1]",
     )
     _check_param(
-        "social_only_users", social_only_users, _is_int(social_only_users) and social_only_users >= 0, "an int >= 0"
+        "social_only_users",
+        social_only_users,
+        _is_int(social_only_users) and social_only_users >= 0,
+        "an int >= 0",
     )
     scale_ok = (
         isinstance(rating_scale, (tuple, list))
@@ -1114,7 +1135,10 @@ def make_social_ratings(
     )
     _check_param("rating_scale", rating_scale, scale_ok, "a pair (low, high) with low < high")
     _check_param(
-        "rating_step", rating_step, rating_step is None or (_is_real(rating_step) and rating_step > 0), "None or a float > 0"
+        "rating_step",
+        rating_step,
+        rating_step is None or (_is_real(rating_step) and rating_step > 0),
+        "None or a float > 0",
     )
     _check_param("n_communities", n_communities, _is_int(n_communities) and n_communities >= 1, "an int >= 1")
 
@@ -1136,7 +1160,8 @@ def make_social_ratings(
     popularity = 1.0 / (rng.permutation(n_items) + 1.0)
     popularity /= popularity.sum()
     log_pop = np.log(popularity)
-    item_bias = rng.normal(0.0, 0.3 * unit, size=n_items) + 0.15 * unit * (log_pop - log_pop.mean()) / log_pop.std()
+    item_bias = rng.normal(0.0, 0.3 * unit, size=n_items)
+    item_bias += 0.15 * unit * (log_pop - log_pop.mean()) / log_pop.std()
     user_bias = rng.normal(0.0, 0.3 * unit, size=n_total)
     global_mean = low + 0.65 * (high - low)
 

@@ -35,7 +35,8 @@ from socialals.exceptions import DataWarning
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"real data sets not found at {SHARED} (expected shared/ beside the repository)"
+    not SHARED.is_dir(),
+    reason=f"real data sets not found at {SHARED} (expected shared/ beside the repository)",
 )
 
 
@@ -318,7 +319,9 @@ class _LocalServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self):
@@ -351,7 +354,9 @@ def _zip_bytes(files, compression=zipfile.ZIP_DEFLATED):
     return buffer.getvalue()
 
 
-FILMTRUST_ZIP = _zip_bytes({"ratings.txt": FILMTRUST_RATINGS, "trust.txt": FILMTRUST_TRUST, "readme.txt": "x"})
+FILMTRUST_ZIP = _zip_bytes(
+    {"ratings.txt": FILMTRUST_RATINGS, "trust.txt": FILMTRUST_TRUST, "readme.txt": "x"}
+)
 
 
 def _leftovers(folder: Path):
@@ -382,7 +387,9 @@ def test_download_with_known_hash_via_registry(server, data_home, monkeypatch):
     monkeypatch.setitem(
         ds.REGISTRY,
         "movielens-100k",
-        RemoteArchive(server.url + "/ml-100k.zip", "ml-100k.zip", hashlib.sha256(body).hexdigest(), len(body)),
+        RemoteArchive(
+            server.url + "/ml-100k.zip", "ml-100k.zip", hashlib.sha256(body).hexdigest(), len(body)
+        ),
     )
     ratings, social = load_movielens_100k(progress=False)
     assert ratings.values.tolist() == [[1, 2, 3.0]] and social is None
@@ -403,7 +410,8 @@ def test_truncated_download_is_deleted_and_not_loaded(server, data_home):
 
 def test_size_mismatch_without_content_length(server, data_home):
     server.files["/f.zip"] = (FILMTRUST_ZIP, "nolength-truncate")
-    with pytest.raises(ChecksumError, match=rf"expected {len(FILMTRUST_ZIP):,} bytes, got {len(FILMTRUST_ZIP) // 2:,}"):
+    full, half = len(FILMTRUST_ZIP), len(FILMTRUST_ZIP) // 2
+    with pytest.raises(ChecksumError, match=rf"expected {full:,} bytes, got {half:,}"):
         fetch(server.url + "/f.zip", size=len(FILMTRUST_ZIP), progress=False)
     assert _leftovers(data_home) == []
 
