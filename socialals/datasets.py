@@ -40,6 +40,7 @@ import hashlib
 import http.client
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -318,7 +319,10 @@ def _download(
     hash_origin: str,
 ) -> str:
     """Stream ``url`` to ``target`` through a ``.part`` file; return the SHA-256."""
-    part = target.with_name(target.name + ".part")
+    # A unique temporary name, so that two processes filling one cache cannot mix bytes.
+    handle, part_name = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    os.close(handle)
+    part = Path(part_name)
     request = urllib.request.Request(url, headers={"User-Agent": "socialals-datasets"})
     try:
         try:
@@ -430,7 +434,7 @@ def fetch(
 ) -> Path:
     """Download ``url`` into the cache once, verify it and return its local path.
 
-    The file is streamed to ``<name>.part`` and only renamed to ``<name>`` once every
+    The file is streamed to a temporary ``<name>.*.part`` file and only renamed to ``<name>`` once every
     check passed: the byte count equals the ``Content-Length`` the server announced
     (and ``size`` if given), the SHA-256 equals the expected one, and a ``.zip`` opens
     and passes :meth:`zipfile.ZipFile.testzip`. On any failure the partial file is
