@@ -1,20 +1,59 @@
-"""socialals: alternating least squares with social regularisation."""
+"""socialals: alternating least squares with social regularisation.
+
+Models: :class:`ALS`, :class:`RegularizedALS`, :class:`SocialALS` (and the
+factorization-machine baseline). Evaluation lives in :mod:`socialals.metrics` and
+:mod:`socialals.model_selection`, data sets in :mod:`socialals.datasets`.
+"""
 
 __version__ = "0.1.0"
 
+from . import datasets, metrics, model_selection
 from .als import ALS, RegularizedALS, SocialALS
 from .base import BaseRecommender, clone
+from .datasets import (
+    load_ciao,
+    load_epinions,
+    load_filmtrust,
+    load_movielens_100k,
+    load_movielens_1m,
+    make_social_ratings,
+)
 from .exceptions import ConvergenceWarning, DataWarning, DivergenceError, NotFittedError
+from .model_selection import (
+    GridSearch,
+    KFold,
+    cold_start_groups,
+    cross_validate,
+    evaluate,
+    grid_search,
+    train_test_split,
+)
 
 __all__ = [
     "ALS",
     "BaseRecommender",
-    "RegularizedALS",
-    "SocialALS",
-    "clone",
     "ConvergenceWarning",
     "DataWarning",
     "DivergenceError",
+    "GridSearch",
+    "KFold",
     "NotFittedError",
+    "RegularizedALS",
+    "SocialALS",
     "__version__",
+    "clone",
+    "cold_start_groups",
+    "cross_validate",
+    "datasets",
+    "evaluate",
+    "grid_search",
+    "load_ciao",
+    "load_epinions",
+    "load_filmtrust",
+    "load_movielens_100k",
+    "load_movielens_1m",
+    "make_social_ratings",
+    "metrics",
+    "model_selection",
+    "train_test_split",
 ]
