@@ -38,7 +38,7 @@ from .exceptions import DivergenceError
 __all__ = ["solve_rows", "length_class"]
 
 # Gram-path batches hold at most this many gathered factor entries (B * L * k).
-_BATCH_ELEMENTS = 1 << 21
+_BATCH_ELEMENTS = 1 << 19
 _PINV_RCOND = 1e-10
 
 
@@ -80,17 +80,36 @@ def _task_woodbury(rows, n, indptr, indices, targets, Yx, diag, extra, want_sse)
     A = Yx[idx]  # (B, n, k)
     t = t.astype(Yx.dtype)
     dinv = 1.0 / diag[rows]  # (B, k)
-    h = np.matmul(A.transpose(0, 2, 1), t[..., None])[..., 0]
+    h = _tmul(t, A)
     if extra is not None:
         h += extra[rows]
     g = dinv * h
-    AD = A * dinv[:, None, :]
-    M = np.matmul(AD, A.transpose(0, 2, 1))
-    M[:, np.arange(n), np.arange(n)] += 1.0
-    z = np.linalg.solve(M, np.matmul(A, g[..., None]))
-    x = g - dinv * np.matmul(A.transpose(0, 2, 1), z)[..., 0]
+    AD = A * dinv[:, None, :]  # A D^-1
+    if n == 1:  # Sherman-Morrison, no LAPACK call per row
+        a, ad = A[:, 0], AD[:, 0]
+        z = np.einsum("bk,bk->b", a, g) / (1.0 + np.einsum("bk,bk->b", ad, a))
+        x = g - ad * z[:, None]
+    else:
+        # tiny n: einsum beats one BLAS call per row; larger n: stacked matmul
+        M = np.einsum("bik,bjk->bij", AD, A) if n < 8 else np.matmul(AD, A.transpose(0, 2, 1))
+        M[:, np.arange(n), np.arange(n)] += 1.0
+        rhs = np.einsum("bnk,bk->bn", A, g)
+        z = _solve(M, rhs)
+        x = g - _tmul(z, AD)
     sse = _sse(A, t, x) if want_sse else None
     return rows, x, sse
+
+
+def _tmul(t, A):
+    """``A_b^T t_b`` for every b: (B, n), (B, n, k) -> (B, k). (einsum is slow here for small n.)"""
+    return np.matmul(t[:, None, :], A)[:, 0]
+
+
+def _solve(M, rhs):
+    """Batched solve; float32 systems are solved in float64 (faster and safer in LAPACK here)."""
+    if M.dtype == np.float32:
+        return np.linalg.solve(M.astype(np.float64), rhs.astype(np.float64)[..., None])[..., 0].astype(np.float32)
+    return np.linalg.solve(M, rhs[..., None])[..., 0]
 
 
 def _task_pinv_small(rows, n, indptr, indices, targets, Yx, want_sse):
@@ -111,23 +130,23 @@ def _task_gram(rows, L, indptr, indices, targets, Yx, diag, extra, want_sse, rob
     k = G.shape[-1]
     if diag is not None:
         G[:, np.arange(k), np.arange(k)] += diag[rows]
-    b = np.matmul(At, t[..., None])
+    b = _tmul(t, A)
     if extra is not None:
-        b[..., 0] += extra[rows]
+        b += extra[rows]
     if robust:
         try:
             np.linalg.cholesky(G)
-            x = np.linalg.solve(G, b)[..., 0]
+            x = _solve(G, b)
         except np.linalg.LinAlgError:
-            x = np.matmul(np.linalg.pinv(G, _PINV_RCOND, hermitian=True), b)[..., 0]
+            x = np.matmul(np.linalg.pinv(G, _PINV_RCOND, hermitian=True), b[..., None])[..., 0]
     else:
-        x = np.linalg.solve(G, b)[..., 0]
+        x = _solve(G, b)
     sse = _sse(A, t, x) if want_sse else None
     return rows, x, sse
 
 
 def _sse(A, t, x):
-    r = t - np.matmul(A, x[..., None])[..., 0]
+    r = t - np.einsum("blk,bk->bl", A, x)
     return np.einsum("bl,bl->b", r, r, dtype=np.float64)
 
 
