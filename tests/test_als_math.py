@@ -238,6 +238,17 @@ def test_n_jobs_and_batch_size_do_not_change_results(cls, small_problem, monkeyp
         np.testing.assert_array_equal(fits[0].item_factors_, f.item_factors_)
 
 
+def test_joblib_backend_does_not_change_results(small_problem):
+    from joblib import parallel_config
+
+    ratings, social = small_problem
+    ref = SocialALS(factors=4, iterations=3, random_state=2, n_jobs=1).fit(ratings, social)
+    with parallel_config(backend="loky"):
+        other = SocialALS(factors=4, iterations=3, random_state=2, n_jobs=2).fit(ratings, social)
+    np.testing.assert_array_equal(ref.user_factors_, other.user_factors_)
+    np.testing.assert_array_equal(ref.item_factors_, other.item_factors_)
+
+
 def test_planted_low_rank_recovered_to_noise_level():
     noise = 0.1
     ratings, _, _ = planted_ratings(n_users=300, n_items=200, k=4, density=0.2, noise=noise, seed=11)
