@@ -1,0 +1,1170 @@
+"""Factorization machines (Rendle, ICDM 2010): the degree-2 baseline.
+
+The model
+---------
+For a feature vector ``x`` (n_features,) ::
+
+    ŷ(x) = w0 + Σ_l w_l x_l + Σ_{l<m} ⟨v_l, v_m⟩ x_l x_m
+
+computed in O(k · nnz(x)) as ``w0 + Σ_l w_l x_l + ½ Σ_f [(Σ_l v_lf x_l)² − Σ_l v_lf² x_l²]``.
+Parameters: ``w0_`` (float), ``w_`` (n_features,), ``V_`` (n_features, k).
+
+The objective
+-------------
+Both solvers minimise the same written objective over the n training rows ::
+
+    L = Σ_i ℓ(ŷ(x_i), y_i) + ½ λ_0 w0² + ½ λ_w Σ_l w_l² + ½ λ_V Σ_l ‖v_l‖²
+
+with ``λ_w = reg_w`` (``reg`` when None), ``λ_V = reg_V`` (``reg`` when None),
+``λ_0 = reg_w0`` and the losses
+
+* ``"squared"``: ``ℓ = ½ (ŷ − y)²`` (ratings);
+* ``"logistic"``: ``ℓ = log(1 + exp(−y ŷ))``, y in {−1, +1};
+* ``"hinge"``: ``ℓ = max(0, 1 − y ŷ)``, y in {−1, +1}.
+
+Labels given as {0, 1} are mapped to {−1, +1} internally; ``classes_`` keeps the caller's
+coding. The penalty is the Gaussian-prior (MAP) form of libFM's ALS/MCMC: one λ per
+parameter, not per training row. A feature that never occurs in the training rows has
+``w_l = 0`` and ``v_l = 0`` (the minimiser of its penalty).
+
+``loss_history_`` holds ``L`` after every epoch / iteration (see the solvers for how).
+
+Solvers
+-------
+``solver="sgd"`` — stochastic gradient descent over shuffled mini-batches of rows (a new
+permutation from the model's generator every epoch). For a row, ``g = ∂ℓ/∂ŷ`` is
+``ŷ − y`` (squared), ``−y (1 − σ(y ŷ))`` (logistic) or ``−y`` where ``y ŷ < 1`` else 0
+(hinge), and ::
+
+    ∂ŷ/∂w0 = 1,   ∂ŷ/∂w_l = x_l,   ∂ŷ/∂v_lf = x_l Σ_m v_mf x_m − v_lf x_l².
+
+A batch is processed at once with sparse products: with ``XV = X_b V`` (one row of
+per-factor sums per sample) the batch's gradient for the active features is
+``X_bᵀ (g ∘ XV) − ((X_b∘X_b)ᵀ g) ∘ V``. Gradients are **summed** over the batch, so
+``learning_rate`` is a per-sample step whatever ``batch_size`` is (``batch_size=1`` is
+classic SGD; larger batches are faster and use slightly staler parameters).
+
+*Regularisation is applied to the features active in the batch, lazily and unbiasedly*:
+``L`` is split over rows as ``Σ_i [ℓ_i + ½ Σ_{l ∈ x_i} λ θ_l² / n_l]`` where ``n_l`` is
+the number of training rows in which feature ``l`` is non-zero, so a feature seen ``c``
+times in a batch is shrunk by ``θ ← θ / (1 + η λ c / n_l)`` right after its gradient
+step (the proximal, unconditionally stable form of ``θ ← θ − η λ c θ / n_l``); ``w0``
+gets ``λ_0 B / n``. Over an epoch every feature receives exactly its total penalty
+gradient ``λ θ``, so SGD and ALS minimise the same ``L`` and the same ``reg`` means the
+same thing for both. (libFM's and fastFM's SGD instead apply λ per visit, which amounts
+to a penalty ``λ n_l``; to reproduce that, multiply ``reg`` by a typical ``n_l``.)
+
+For SGD, ``loss_history_`` is the progressive objective: the data term is summed over
+the epoch's batches as each is visited (before its own update), plus the penalty at the
+end of the epoch — free to compute, slightly pessimistic. A non-finite value anywhere,
+or an epoch objective above 100 times the initial one, raises
+:class:`~socialals.exceptions.DivergenceError` suggesting a lower ``learning_rate``.
+
+``solver="als"`` — coordinate-wise alternating least squares for the squared loss
+(Rendle, Gantner, Freudenthaler & Schmidt-Thieme, SIGIR 2011; libFM, Rendle 2012).
+``ŷ`` is linear in every single parameter θ, ``ŷ_i = ŷ_i(θ=0) + θ h_i`` with
+``h_i = ∂ŷ_i/∂θ``, so the optimum of ``L`` in θ alone is ::
+
+    θ* = (θ Σ_i h_i² − Σ_i h_i e_i) / (Σ_i h_i² + λ_θ),      e_i = ŷ_i − y_i
+
+after which ``e_i += (θ* − θ) h_i``. One iteration updates ``w0``, then every ``w_l``,
+then for ``f = 1..k`` every ``v_lf`` (with the cache ``q_if = Σ_l v_lf x_il``, so
+``h_i = x_il (q_if − v_lf x_il)`` and ``q_if += (θ* − θ) x_il``), features in column
+order. Every step is an exact minimisation, so ``L`` never rises (up to rounding; the
+residuals are recomputed from scratch at the start of every iteration so rounding does
+not accumulate).
+
+*Vectorisation*: features that never occur in the same row (a one-hot user block, a
+one-hot item block) touch disjoint residuals, so updating all of them at once gives
+exactly the sequential result. The columns are partitioned into such **groups** (pass
+``groups`` to :meth:`FactorizationMachine.fit_matrix`, or they are detected: the
+minimum partition into runs of adjacent columns, then runs that never share a row are
+merged by greedy colouring); every group is one vectorised step (per factor). A column
+that shares rows with all its neighbours is a group of its own, i.e. updated exactly and
+sequentially. Cost per iteration: O(k · nnz) plus Python overhead per (factor, group).
+
+Two ways in
+-----------
+* :meth:`FactorizationMachine.fit_matrix` / :meth:`~FactorizationMachine.predict_matrix`
+  on a design matrix (scipy sparse or dense), like any FM library.
+* :meth:`FactorizationMachine.fit` on a rating DataFrame (the socialals contract): the
+  design row of rating (u, i) is ``[one-hot u | one-hot i | social(u) | user features(u)
+  | item features(i)]`` where ``social(u)`` puts ``w_uf / Σ_f' w_uf'`` on the column of
+  each friend f of u (u's out-links in the social frame; 1/|F(u)| with unit weights),
+  in a separate block of n_users columns (Rendle's implicit-feedback-style use of the
+  trust graph). Because every feature belongs either to the user or to the item, the
+  score decomposes as ``w0 + a_u + b_i + ⟨p_u, p_i⟩`` (``p_u`` the sum of the user-side
+  ``x_l v_l``); :meth:`recommend` scores a block of users against all items with one
+  matrix product.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.special import expit
+
+from .base import BaseRecommender, check_random_state
+from .data import Dataset
+from .exceptions import ConvergenceWarning, DataWarning, DivergenceError, NotFittedError
+
+__all__ = ["FactorizationMachine"]
+
+_LOSSES = ("squared", "logistic", "hinge")
+_SOLVERS = ("sgd", "als")
+_SCHEDULES = ("constant", "invscaling")
+# rows per chunk when predicting (bounds the (rows x k) temporary)
+_PREDICT_CHUNK = 1 << 16
+# greedy colouring of column runs is skipped when sum_rows nnz_row^2 exceeds this
+_COLOR_BUDGET = 30_000_000
+# an SGD epoch whose objective exceeds this multiple of the initial one has diverged
+_EXPLODE_FACTOR = 100.0
+
+
+# ====================================================================== losses
+def _loss_values(loss: str, yhat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ℓ(ŷ, y) per row (y in {-1, +1} for the classification losses)."""
+    if loss == "squared":
+        d = yhat - y
+        return 0.5 * d * d
+    m = y * yhat
+    if loss == "logistic":
+        return np.logaddexp(0.0, -m)
+    return np.maximum(0.0, 1.0 - m)
+
+
+def _loss_derivative(loss: str, yhat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """∂ℓ/∂ŷ per row."""
+    if loss == "squared":
+        return yhat - y
+    m = y * yhat
+    if loss == "logistic":
+        return -y * expit(-m)
+    return np.where(m < 1.0, -y, 0.0).astype(yhat.dtype, copy=False)
+
+
+# ====================================================================== prediction
+def _fm_decision(X: sp.csr_matrix, w0: float, w: np.ndarray, V: np.ndarray, chunk: int = _PREDICT_CHUNK) -> np.ndarray:
+    """ŷ for every row of ``X`` in O(k · nnz), in chunks of rows."""
+    n = X.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    if V.shape[1]:
+        vsq = np.einsum("ij,ij->i", V, V)
+    for s in range(0, n, chunk):
+        Xc = X[s : s + chunk]
+        yc = Xc @ w + w0
+        if V.shape[1]:
+            XV = Xc @ V
+            Xc2 = Xc.copy()
+            Xc2.data = Xc2.data * Xc2.data
+            yc = yc + 0.5 * (np.einsum("ij,ij->i", XV, XV) - Xc2 @ vsq)
+        out[s : s + chunk] = yc
+    return out
+
+
+# ====================================================================== SGD kernel
+def _batch_gradient(indptr, idx, val, y, w0, w, V, loss, row_of_nnz=None):
+    """Forward and backward pass over one batch of rows.
+
+    The batch is given in CSR form (``indptr`` local to the batch, starting at 0; ``val``
+    None for a binary batch). Returns ``(yhat, g, uniq, cnt, gw, gV)``: predictions,
+    ∂ℓ/∂ŷ per row, the sorted active features, their occurrence counts in the batch and
+    the gradient of the batch's summed loss with respect to their ``w`` and ``V`` rows.
+    """
+    B = len(indptr) - 1
+    m = len(idx)
+    k = V.shape[1]
+    dt = V.dtype
+    counts = np.diff(indptr)
+    if row_of_nnz is None:
+        row_of_nnz = np.repeat(np.arange(B), counts)
+    # active features: sort once, get unique features, their segments and the inverse
+    order = np.argsort(idx, kind="stable")
+    s = idx[order]
+    new = np.empty(m, dtype=bool)
+    if m:
+        new[0] = True
+        np.not_equal(s[1:], s[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    uniq = s[starts]
+    n_act = len(uniq)
+    seg_ptr = np.append(starts, m)
+    cnt = np.diff(seg_ptr)
+    inv = np.empty(m, dtype=np.intp)
+    inv[order] = np.cumsum(new) - 1
+
+    Vl = V[uniq]
+    Vg = Vl[inv]  # (m, k)
+    wg = w[uniq][inv]
+    if val is not None:
+        xv = Vg * val[:, None]
+        xw = wg * val
+    else:
+        xv = Vg
+        xw = wg
+    fixed = B > 0 and m == B * int(counts[0]) and (counts == counts[0]).all()
+    sq_nz = np.einsum("ij,ij->i", xv, xv) if k else np.zeros(m, dtype=dt)
+    if fixed and m:
+        p = int(counts[0])
+        XV = xv.reshape(B, p, k).sum(axis=1)
+        lin = xw.reshape(B, p).sum(axis=1)
+        sq = sq_nz.reshape(B, p).sum(axis=1)
+    else:
+        lin = np.bincount(row_of_nnz, xw, minlength=B).astype(dt, copy=False)
+        sq = np.bincount(row_of_nnz, sq_nz, minlength=B).astype(dt, copy=False)
+        XV = np.zeros((B, k), dtype=dt)
+        nonempty = counts > 0
+        if m and k:
+            XV[nonempty] = np.add.reduceat(xv, indptr[:-1][nonempty], axis=0)
+    yhat = w0 + lin + 0.5 * (np.einsum("ij,ij->i", XV, XV) - sq)
+    g = _loss_derivative(loss, yhat, y).astype(dt, copy=False)
+
+    gx = g[row_of_nnz] if val is None else g[row_of_nnz] * val
+    gw = np.bincount(inv, gx, minlength=n_act).astype(dt, copy=False)
+    if k:
+        # Σ_i g_i x_il XV_i  as a sparse (n_act x B) product, then − v_l Σ_i g_i x_il²
+        M = sp.csr_matrix((gx[order], row_of_nnz[order], seg_ptr), shape=(n_act, B))
+        gV = M @ XV
+        gx2 = gw if val is None else np.bincount(inv, gx * val, minlength=n_act).astype(dt, copy=False)
+        gV -= Vl * gx2[:, None]
+    else:
+        gV = np.zeros((n_act, 0), dtype=dt)
+    return yhat, g, uniq, cnt, gw, gV
+
+
+def _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V) -> float:
+    """The written objective L (see the module docstring)."""
+    yhat = _fm_decision(X, w0, w, V)
+    return float(_loss_values(loss, yhat, y).sum()) + _penalty(w0, w, V, reg_w0, reg_w, reg_V)
+
+
+def _penalty(w0, w, V, reg_w0, reg_w, reg_V) -> float:
+    return 0.5 * (
+        reg_w0 * float(w0) ** 2
+        + reg_w * float(np.dot(w.astype(np.float64), w))
+        + reg_V * float(np.einsum("ij,ij->", V, V, dtype=np.float64))
+    )
+
+
+def _fm_gradient(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V):
+    """∇L as ``(d w0, d w, d V)``, with the same kernel the SGD solver uses."""
+    X = sp.csr_matrix(X)
+    val = None if X.nnz and (X.data == 1).all() else X.data
+    _, g, uniq, _, gw, gV = _batch_gradient(X.indptr, X.indices, val, y, w0, w, V, loss)
+    dw = reg_w * w.astype(np.float64)
+    dw[uniq] += gw
+    dV = reg_V * V.astype(np.float64)
+    dV[uniq] += gV
+    return float(g.sum()) + reg_w0 * w0, dw, dV
+
+
+# ====================================================================== groups
+def _row_of_nnz(X: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+
+
+def _contiguous_runs(X: sp.csr_matrix, n_features: int) -> np.ndarray:
+    """Run id per column: the fewest runs of adjacent columns no row has twice."""
+    idx = X.indices.astype(np.int64)
+    row = _row_of_nnz(X)
+    same = row[1:] == row[:-1]
+    left, right = idx[:-1][same], idx[1:][same]  # consecutive non-zeros of a row
+    cut = np.zeros(n_features, dtype=bool)
+    if len(right):
+        # for each right end r, the largest left end l: a cut is needed in (l, r]
+        order = np.lexsort((left, right))
+        r_sorted, l_sorted = right[order], left[order]
+        last = np.ones(len(r_sorted), dtype=bool)
+        last[:-1] = r_sorted[1:] != r_sorted[:-1]
+        rs, need = r_sorted[last], l_sorted[last]
+        # greedy interval stabbing by right end gives the minimum number of cuts
+        last_cut = 0
+        for r, l in zip(rs.tolist(), need.tolist()):
+            if l >= last_cut:
+                cut[r] = True
+                last_cut = r
+    return np.cumsum(cut).astype(np.int64)
+
+
+def _greedy_colouring(C: sp.csr_matrix) -> np.ndarray:
+    """Smallest-free-colour greedy colouring of the nodes of a symmetric pattern ``C``."""
+    n = C.shape[0]
+    colour = np.full(n, -1, dtype=np.int64)
+    indptr, indices = C.indptr, C.indices
+    for j in range(n):
+        used = colour[indices[indptr[j] : indptr[j + 1]]]
+        used = used[(used >= 0) & (used <= len(used))]
+        free = np.ones(len(used) + 1, dtype=bool)
+        free[used] = False
+        colour[j] = int(np.argmax(free))
+    return colour
+
+
+def _colour_columns(P: sp.csr_matrix) -> Optional[np.ndarray]:
+    """Colour the columns of a row pattern ``P`` so that no row has two columns of a
+    colour, or None when the co-occurrence product would be too expensive."""
+    P = sp.csr_matrix(P)
+    nnz_row = np.diff(P.indptr).astype(np.int64)
+    if int((nnz_row * nnz_row).sum()) > _COLOR_BUDGET:
+        return None
+    B = sp.csr_matrix((np.ones(P.nnz, dtype=np.float32), P.indices, P.indptr), shape=P.shape)
+    C = (B.T @ B).tocsr()
+    C.setdiag(0)
+    C.eliminate_zeros()
+    C.sort_indices()
+    return _greedy_colouring(C)
+
+
+def _detect_groups(X: sp.csr_matrix) -> np.ndarray:
+    """Group id per column; columns of a group never share a row."""
+    n_features = X.shape[1]
+    runs = _contiguous_runs(X, n_features)
+    n_runs = int(runs[-1]) + 1 if n_features else 0
+    if n_runs <= 1:
+        return runs
+    row = _row_of_nnz(X)
+    P = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), (row, runs[X.indices])), shape=(X.shape[0], n_runs))
+    colour = _colour_columns(P)
+    if colour is None:
+        return runs
+    return colour[runs]
+
+
+def _check_groups(X: sp.csr_matrix, groups) -> np.ndarray:
+    n_features = X.shape[1]
+    g = np.asarray(groups)
+    if g.shape != (n_features,) or not (np.issubdtype(g.dtype, np.integer) or g.dtype == bool) or (g.size and g.min() < 0):
+        raise ValueError(
+            f"'groups' must be an array of {n_features} non-negative ints (one group id per column of X); "
+            f"got shape {g.shape} and dtype {g.dtype}."
+        )
+    g = g.astype(np.int64)
+    if X.nnz:
+        row = _row_of_nnz(X)
+        key = row * (int(g.max()) + 1) + g[X.indices]
+        order = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if len(dup):
+            a, b = order[dup[0]], order[dup[0] + 1]
+            raise ValueError(
+                f"'groups': group {int(g[X.indices[a]])} has two columns ({int(X.indices[a])} and "
+                f"{int(X.indices[b])}) that are both non-zero in row {int(row[a])}; the columns of a group "
+                f"must never share a row (in {len(dup)} place(s)). Split the group or pass groups=None."
+            )
+    return g
+
+
+class _Group:
+    """One vectorised ALS step: features that never share a row."""
+
+    __slots__ = ("cols", "rows", "loc", "x", "x2sum", "starts", "n")
+
+    def __init__(self, cols, rows, loc, x, x2sum, starts):
+        self.cols = cols  # feature indices (n,)
+        self.rows = rows  # rows with a non-zero in the group (ascending), None = every row
+        self.loc = loc  # local feature index per such row
+        self.x = x  # value per such row, None when all are 1
+        self.x2sum = x2sum  # Σ_i x_il² per feature (float64)
+        self.starts = starts  # segment starts when loc is sorted (reduceat), else None
+        self.n = len(cols)
+
+    def segsum(self, values: np.ndarray) -> np.ndarray:
+        if self.starts is not None:
+            return np.add.reduceat(values, self.starts, dtype=np.float64)
+        return np.bincount(self.loc, values, minlength=self.n)
+
+
+def _build_groups(X: sp.csr_matrix, groups: np.ndarray) -> list:
+    n = X.shape[0]
+    row = _row_of_nnz(X)
+    col = X.indices.astype(np.int64)
+    g_nnz = groups[col]
+    order = np.argsort(g_nnz, kind="stable")  # rows stay ascending within a group
+    g_sorted = g_nnz[order]
+    bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1], True])
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        sel = order[a:b]
+        rows = row[sel]
+        cols_nz = col[sel]
+        x = X.data[sel]
+        cols, loc = np.unique(cols_nz, return_inverse=True)
+        loc = loc.astype(np.intp)
+        x2sum = np.bincount(loc, x.astype(np.float64) ** 2, minlength=len(cols))
+        full = len(rows) == n
+        starts = None
+        if len(loc) and (np.diff(loc) >= 0).all():
+            starts = np.flatnonzero(np.r_[True, loc[1:] != loc[:-1]])
+        out.append(
+            _Group(
+                cols=cols,
+                rows=None if full else rows,
+                loc=loc,
+                x=None if (x == 1).all() else x,
+                x2sum=x2sum,
+                starts=starts,
+            )
+        )
+    out.sort(key=lambda grp: int(grp.cols[0]))
+    return out
+
+
+def _cd_value(old: np.ndarray, A: np.ndarray, Bsum: np.ndarray, lam: float) -> np.ndarray:
+    """The coordinate optimum (old·A − B)/(A + λ), 0 where A + λ = 0."""
+    den = A + lam
+    num = old * A - Bsum
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+# ====================================================================== the estimator
+class FactorizationMachine(BaseRecommender):
+    """Degree-2 factorization machine with SGD or coordinate-wise ALS.
+
+    See the module docstring (:mod:`socialals.fm`) for the model, the exact objective
+    and the solvers.
+
+    Parameters
+    ----------
+    factors : int, default 8
+        Latent dimension k of the pairwise interactions.
+    loss : {"squared", "logistic", "hinge"}, default "squared"
+        ``"squared"`` for ratings; the others for binary labels ({-1, +1} or {0, 1}).
+    solver : {"sgd", "als"}, default "sgd"
+        ``"als"`` supports the squared loss only.
+    iterations : int, default 30
+        Epochs (SGD) or sweeps over all parameters (ALS).
+    learning_rate : float, default 0.02
+        Per-sample SGD step η (gradients are summed over a batch).
+    batch_size : int, default 512
+        Rows per SGD step; 1 is classic SGD.
+    schedule : {"constant", "invscaling"}, default "constant"
+        ``"invscaling"`` uses ``η / (1 + epoch)**power_t`` in epoch ``epoch`` (0-based).
+    power_t : float, default 0.5
+        Exponent of ``"invscaling"``.
+    reg : float, default 5.0
+        λ of the penalty on ``w`` and ``V`` (per parameter, not per row; see above).
+    reg_w, reg_V : float or None, default None
+        Separate λ for ``w`` and ``V``; None uses ``reg``.
+    reg_w0 : float, default 0
+        λ on the global bias ``w0``.
+    social_features : bool, default True
+        In :meth:`fit`, add each user's friends as a normalised block of features when
+        a social frame is given.
+    tol : float, default 0
+        Stop when an epoch / iteration lowers the objective by at most ``tol`` times
+        its previous value; 0 runs every iteration.
+    random_state : None, int or numpy.random.Generator
+        Seeds the initial ``V`` (normal, standard deviation ``init_scale``) and the SGD
+        shuffles.
+    dtype : {"float64", "float32"}, default "float64"
+        Precision of the parameters and of the arithmetic (float32 is faster, and
+        ALS's monotonicity then only holds to float32 rounding).
+    init_scale : float, default 0.1
+        Standard deviation of the initial ``V``. ``w`` starts at 0 and ``w0`` at the
+        loss-optimal constant (the mean target for the squared loss, the log-odds of
+        the positive rate for the logistic loss, 0 for the hinge loss).
+    callback : callable(model, iteration, loss) -> bool or None, optional
+        Called after every epoch / iteration with the fitted state so far (``predict``
+        works inside it); returning True stops.
+
+    Attributes
+    ----------
+    w0_ : float
+    w_ : ndarray (n_features,)
+    V_ : ndarray (n_features, factors)
+    n_features_in_ : int
+    classes_ : ndarray of 2 labels
+        Classification losses only: the caller's (negative, positive) label coding.
+    loss_history_ : ndarray
+        The objective after every epoch / iteration.
+    n_iter_ : int
+    fit_seconds_ : float
+        Wall time of the epochs / iterations.
+    groups_ : ndarray (n_features,)
+        ALS only: the group of every column (columns of a group never share a row).
+    users_, items_ : pandas.Index
+        After :meth:`fit` only, as for every socialals model.
+    feature_blocks_ : dict of str -> slice
+        After :meth:`fit` only: the column range of each design block (``"user"``,
+        ``"item"``, and when present ``"social"``, ``"user_features"``,
+        ``"item_features"``).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from socialals.fm import FactorizationMachine
+    >>> X = sp.csr_matrix(np.array([[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 1, 0, 1]], float))
+    >>> y = np.array([5.0, 3.0, 4.0, 1.0])
+    >>> fm = FactorizationMachine(factors=2, solver="als", reg=0.01, iterations=50, random_state=0)
+    >>> fm.fit_matrix(X, y).predict_matrix(X).round(1).tolist()
+    [5.0, 3.0, 4.0, 1.0]
+    """
+
+    _include_social_users = True
+
+    def __init__(
+        self,
+        factors: int = 8,
+        loss: str = "squared",
+        solver: str = "sgd",
+        iterations: int = 30,
+        learning_rate: float = 0.02,
+        batch_size: int = 512,
+        schedule: str = "constant",
+        power_t: float = 0.5,
+        reg: float = 5.0,
+        reg_w: Optional[float] = None,
+        reg_V: Optional[float] = None,
+        reg_w0: float = 0.0,
+        social_features: bool = True,
+        tol: float = 0.0,
+        random_state=None,
+        dtype: str = "float64",
+        init_scale: float = 0.1,
+        callback: Optional[Callable] = None,
+    ):
+        self.factors = factors
+        self.loss = loss
+        self.solver = solver
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.schedule = schedule
+        self.power_t = power_t
+        self.reg = reg
+        self.reg_w = reg_w
+        self.reg_V = reg_V
+        self.reg_w0 = reg_w0
+        self.social_features = social_features
+        self.tol = tol
+        self.random_state = random_state
+        self.dtype = dtype
+        self.init_scale = init_scale
+        self.callback = callback
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        self._check_int("factors", 1)
+        self._check_choice("loss", _LOSSES)
+        self._check_choice("solver", _SOLVERS)
+        self._check_int("iterations", 1)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
+            raise self._bad_param("learning_rate", "a float > 0")
+        self._check_int("batch_size", 1)
+        self._check_choice("schedule", _SCHEDULES)
+        self._check_float("power_t", 0.0)
+        self._check_float("reg", 0.0)
+        for name in ("reg_w", "reg_V"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0):
+                raise self._bad_param(name, "None or a float >= 0")
+        self._check_float("reg_w0", 0.0)
+        self._check_bool("social_features")
+        self._check_float("tol", 0.0)
+        self._check_dtype()
+        self._check_float("init_scale", 0.0)
+        if self.callback is not None and not callable(self.callback):
+            raise self._bad_param("callback", "None or a callable(model, iteration, loss)")
+        if self.solver == "als" and self.loss != "squared":
+            raise ValueError(
+                f"solver='als' of FactorizationMachine minimises the squared loss only; got loss={self.loss!r}. "
+                "Use solver='sgd' for the hinge and logistic losses."
+            )
+        check_random_state(self.random_state)
+
+    def _regs(self) -> tuple[float, float, float]:
+        reg = float(self.reg)
+        rw = reg if self.reg_w is None else float(self.reg_w)
+        rv = reg if self.reg_V is None else float(self.reg_V)
+        return float(self.reg_w0), rw, rv
+
+    # ------------------------------------------------------------------ targets
+    def _encode_target(self, y: np.ndarray) -> np.ndarray:
+        if self.loss == "squared":
+            self.__dict__.pop("classes_", None)
+            return y.astype(np.float64)
+        vals = np.unique(y)
+        if len(vals) == 2 and set(vals.tolist()) == {-1.0, 1.0}:
+            classes = np.array([-1, 1])
+        elif len(vals) == 2 and set(vals.tolist()) == {0.0, 1.0}:
+            classes = np.array([0, 1])
+        else:
+            shown = ", ".join(f"{v:g}" for v in vals[:6]) + (", ..." if len(vals) > 6 else "")
+            raise ValueError(
+                f"loss={self.loss!r} needs binary labels, coded {{-1, +1}} or {{0, 1}} with both classes "
+                f"present; got {len(vals)} distinct value(s): {shown}."
+            )
+        self.classes_ = classes
+        return np.where(y == classes[1], 1.0, -1.0)
+
+    def _initial_w0(self, y: np.ndarray) -> float:
+        if self.loss == "squared":
+            return float(y.mean())
+        if self.loss == "logistic":
+            p = float(np.clip((y > 0).mean(), 1e-3, 1 - 1e-3))
+            return float(np.log(p / (1 - p)))
+        return 0.0
+
+    # ------------------------------------------------------------------ matrix API
+    def fit_matrix(self, X, y, *, groups=None) -> "FactorizationMachine":
+        """Fit on a design matrix.
+
+        Parameters
+        ----------
+        X : scipy sparse matrix or array-like, shape (n_samples, n_features)
+            Feature values (converted to CSR of ``dtype``); every value finite.
+        y : array-like, shape (n_samples,)
+            Targets: ratings for the squared loss, labels {-1, +1} or {0, 1} otherwise.
+        groups : array-like of int, shape (n_features,), optional
+            ALS only: a group id per column; the columns of a group must never be
+            non-zero in the same row (one-hot blocks), and each group is updated as one
+            vectorised step. None detects groups (see the module docstring).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        dt = self._check_dtype()
+        X = self._check_X(X, dt, "X")
+        y = self._check_y(y, X.shape[0])
+        if groups is not None:
+            groups = _check_groups(X, groups)
+        for attr in ("users_", "items_", "columns_", "rating_mean_", "_seen", "feature_blocks_", "_entity", "_parts"):
+            self.__dict__.pop(attr, None)
+        rng = check_random_state(self.random_state)
+        self._train(X, self._encode_target(y), groups, rng)
+        return self
+
+    @staticmethod
+    def _check_X(X, dt, name: str) -> sp.csr_matrix:
+        if sp.issparse(X):
+            X = sp.csr_matrix(X, dtype=dt)
+            data = X.data
+        else:
+            try:
+                arr = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"'{name}' must be a numeric 2-D array or scipy sparse matrix: {exc}") from None
+            if arr.ndim != 2:
+                raise ValueError(f"'{name}' must be 2-D (n_samples, n_features); got shape {arr.shape}.")
+            data = arr
+            X = sp.csr_matrix(arr, dtype=dt)
+        if X.ndim != 2:
+            raise ValueError(f"'{name}' must be 2-D (n_samples, n_features); got shape {X.shape}.")
+        if not np.isfinite(data).all():
+            raise ValueError(f"'{name}' has {int((~np.isfinite(data)).sum())} NaN or infinite value(s).")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"'{name}' is empty (shape {X.shape}); at least one row and one column are needed.")
+        X.sum_duplicates()
+        X.eliminate_zeros()
+        X.sort_indices()
+        return X
+
+    @staticmethod
+    def _check_y(y, n: int) -> np.ndarray:
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"'y' must be numeric: {exc}") from None
+        if y.ndim != 1 or len(y) != n:
+            raise ValueError(f"'y' must be 1-D with one value per row of X ({n}); got shape {y.shape}.")
+        if not np.isfinite(y).all():
+            raise ValueError(f"'y' has {int((~np.isfinite(y)).sum())} NaN or infinite value(s).")
+        return y
+
+    def _check_matrix_fitted(self) -> None:
+        if not hasattr(self, "V_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit() or fit_matrix() first."
+            )
+
+    def decision_function_matrix(self, X) -> np.ndarray:
+        """Raw model output ŷ for every row of a design matrix (float64)."""
+        self._check_matrix_fitted()
+        X = self._check_X(X, self.V_.dtype, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"'X' has {X.shape[1]} columns; the model was fitted on {self.n_features_in_}.")
+        return _fm_decision(X, self.w0_, self.w_, self.V_)
+
+    def predict_matrix(self, X) -> np.ndarray:
+        """Predictions for a design matrix: ŷ (squared loss) or labels in ``classes_``."""
+        return self._to_labels(self.decision_function_matrix(X))
+
+    def predict_proba_matrix(self, X) -> np.ndarray:
+        """Logistic loss only: (n, 2) probabilities of ``classes_``."""
+        self._require_logistic()
+        return self._proba(self.decision_function_matrix(X))
+
+    def _to_labels(self, s: np.ndarray) -> np.ndarray:
+        if self.loss == "squared" or not hasattr(self, "classes_"):
+            return s
+        return np.where(s >= 0, self.classes_[1], self.classes_[0])
+
+    def _require_logistic(self) -> None:
+        if self.loss != "logistic":
+            raise AttributeError(f"predict_proba needs loss='logistic'; this model has loss={self.loss!r}.")
+
+    @staticmethod
+    def _proba(s: np.ndarray) -> np.ndarray:
+        p = expit(s)
+        return np.column_stack([1.0 - p, p])
+
+    # ------------------------------------------------------------------ DataFrame API
+    def fit(
+        self,
+        ratings: pd.DataFrame,
+        social: Optional[pd.DataFrame] = None,
+        *,
+        user_features: Optional[pd.DataFrame] = None,
+        item_features: Optional[pd.DataFrame] = None,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str = "rating",
+        friend_col: str = "friend",
+        weight_col: str = "weight",
+    ) -> "FactorizationMachine":
+        """Fit on a rating (or label) DataFrame.
+
+        Parameters
+        ----------
+        ratings : DataFrame
+            ``user, item, rating`` rows (for the classification losses the rating column
+            holds the labels).
+        social : DataFrame, optional
+            ``user, friend[, weight]`` links. With ``social_features=True`` each user's
+            out-links become a normalised block of features; users known only through
+            the graph are users of the model (scored from their friends' features).
+        user_features, item_features : DataFrame, optional
+            Numeric side features indexed by user / item label (one row per label).
+            Known users or items without a row get zeros (with a DataWarning).
+        user_col, item_col, rating_col, friend_col, weight_col : str
+            Column names, remembered for :meth:`predict`.
+
+        Returns
+        -------
+        self
+        """
+        self._side = (user_features, item_features)
+        try:
+            super().fit(
+                ratings,
+                social,
+                user_col=user_col,
+                item_col=item_col,
+                rating_col=rating_col,
+                friend_col=friend_col,
+                weight_col=weight_col,
+            )
+        finally:
+            self.__dict__.pop("_side", None)
+        return self
+
+    def _fit(self, data: Dataset, rng: np.random.Generator) -> None:
+        dt = self._check_dtype()
+        user_features, item_features = self._side
+        n_users, n_items = data.n_users, data.n_items
+        ZU = [sp.identity(n_users, dtype=dt, format="csr")]
+        ZI = [sp.identity(n_items, dtype=dt, format="csr")]
+        blocks = {"user": slice(0, n_users), "item": slice(n_users, n_users + n_items)}
+        pos = n_users + n_items
+        u_extra, i_extra = [], []
+        if self.social_features and data.has_social:
+            S = sp.csr_matrix(
+                (data.social_weight, (data.social_src, data.social_dst)), shape=(n_users, n_users)
+            )
+            deg = np.asarray(S.sum(axis=1)).ravel()
+            inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+            S = sp.csr_matrix(sp.diags(inv) @ S, dtype=dt)
+            S.eliminate_zeros()
+            u_extra.append(S)
+            blocks["social"] = slice(pos, pos + n_users)
+            pos += n_users
+        if user_features is not None:
+            F = self._side_matrix(user_features, data.users, "user_features", dt)
+            u_extra.append(F)
+            blocks["user_features"] = slice(pos, pos + F.shape[1])
+            pos += F.shape[1]
+        if item_features is not None:
+            F = self._side_matrix(item_features, data.items, "item_features", dt)
+            i_extra.append(F)
+            blocks["item_features"] = slice(pos, pos + F.shape[1])
+            pos += F.shape[1]
+        ZUx = sp.hstack(u_extra, format="csr", dtype=dt) if u_extra else None
+        ZIx = sp.hstack(i_extra, format="csr", dtype=dt) if i_extra else None
+        u_start = n_users + n_items
+        i_start = u_start + (ZUx.shape[1] if ZUx is not None else 0)
+
+        R = data.R
+        row_u = _row_of_nnz(R)
+        col_i = R.indices.astype(np.int64)
+        X = self._design(row_u, col_i, n_users, n_items, ZUx, ZIx, dt)
+
+        # Groups: the two one-hot blocks, then the extra user-side (item-side) columns
+        # coloured by co-occurrence among rated users (rated items): two such columns
+        # share a design row iff some rated user (item) has both non-zero.
+        groups = np.zeros(X.shape[1], dtype=np.int64)
+        groups[blocks["item"]] = 1
+        next_id = 2
+        sides = (
+            (ZUx, u_start, np.flatnonzero(np.diff(R.indptr) > 0)),
+            (ZIx, i_start, np.flatnonzero(np.diff(data.Rt.indptr) > 0)),
+        )
+        for Z, start, rated in sides:
+            if Z is None:
+                continue
+            colour = _colour_columns(Z[rated])
+            if colour is None:  # too dense to colour cheaply: one column per group
+                colour = np.arange(Z.shape[1])
+            groups[start : start + Z.shape[1]] = next_id + colour
+            next_id += int(colour.max()) + 1
+
+        self.feature_blocks_ = blocks
+        self._entity = {"ZU": ZUx, "ZI": ZIx, "n_users": n_users, "n_items": n_items, "u_start": u_start, "i_start": i_start}
+        y = self._encode_target(R.data.astype(np.float64))
+        self._train(X, y, groups, rng)
+
+    @staticmethod
+    def _design(row_u, col_i, n_users, n_items, ZUx, ZIx, dt) -> sp.csr_matrix:
+        n = len(row_u)
+        onehot = sp.csr_matrix(
+            (np.ones(2 * n, dtype=dt), np.column_stack([row_u, n_users + col_i]).ravel(), np.arange(0, 2 * n + 1, 2)),
+            shape=(n, n_users + n_items),
+        )
+        parts = [onehot]
+        if ZUx is not None:
+            parts.append(ZUx[row_u])
+        if ZIx is not None:
+            parts.append(ZIx[col_i])
+        X = sp.hstack(parts, format="csr", dtype=dt) if len(parts) > 1 else onehot
+        X.sort_indices()
+        return X
+
+    @staticmethod
+    def _side_matrix(frame, labels: pd.Index, name: str, dt) -> sp.csr_matrix:
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"'{name}' must be a pandas DataFrame indexed by label; got {type(frame).__name__}.")
+        if frame.shape[1] == 0:
+            raise ValueError(f"'{name}' has no columns.")
+        if not frame.index.is_unique:
+            dup = frame.index[frame.index.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"'{name}' has duplicate index label(s) {dup}; one row per label is needed.")
+        bad_cols = [c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c]) is False and not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad_cols:
+            raise ValueError(f"'{name}' column(s) {bad_cols[:5]} are not numeric.")
+        values = frame.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"'{name}' has {int((~np.isfinite(values)).sum())} NaN or infinite value(s).")
+        pos = frame.index.get_indexer(labels)
+        missing = int((pos < 0).sum())
+        if missing:
+            warnings.warn(
+                f"{name}: {missing} of {len(labels)} known label(s) have no row; their features are 0.",
+                DataWarning,
+                stacklevel=4,
+            )
+        M = np.zeros((len(labels), values.shape[1]), dtype=np.float64)
+        M[pos >= 0] = values[pos[pos >= 0]]
+        return sp.csr_matrix(M, dtype=dt)
+
+    # ------------------------------------------------------------------ scoring (DataFrame API)
+    def _entity_parts(self):
+        """(a, P_U, b, P_I) with ŷ(u, i) = w0 + a_u + b_i + ⟨P_U[u], P_I[i]⟩.
+
+        ``P_U[u]`` is the sum of ``x_l v_l`` over u's design features (one-hot, social,
+        side) and ``a_u`` their linear terms plus all their pairwise interactions among
+        themselves; likewise for items. The cross terms are exactly ⟨P_U[u], P_I[i]⟩.
+        """
+        ent = self._entity
+        w, V = self.w_.astype(np.float64), self.V_.astype(np.float64)
+        out = []
+        for Zx, lo, n, start in (
+            (ent["ZU"], 0, ent["n_users"], ent["u_start"]),
+            (ent["ZI"], ent["n_users"], ent["n_items"], ent["i_start"]),
+        ):
+            a = w[lo : lo + n].copy()
+            P = V[lo : lo + n].copy()
+            if Zx is not None:
+                m = Zx.shape[1]
+                Ve, we = V[start : start + m], w[start : start + m]
+                Z = Zx.astype(np.float64)
+                Pe = Z @ Ve
+                Z2 = Z.multiply(Z).tocsr()
+                a += Z @ we + np.einsum("ij,ij->i", P, Pe)  # linear + (one-hot x extras)
+                a += 0.5 * (np.einsum("ij,ij->i", Pe, Pe) - Z2 @ np.einsum("ij,ij->i", Ve, Ve))  # extras x extras
+                P += Pe
+            out.extend([a, P])
+        return out
+
+    def _refresh_parts(self) -> None:
+        if getattr(self, "_entity", None) is not None:
+            self._parts = self._entity_parts()
+
+    def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        a, PU, b, PI = self._parts
+        return self.w0_ + a[u] + b[i] + np.einsum("ij,ij->i", PU[u], PI[i])
+
+    def _score_users(self, u: np.ndarray) -> np.ndarray:
+        a, PU, b, PI = self._parts
+        return PU[u] @ PI.T + (self.w0_ + a[u])[:, None] + b[None, :]
+
+    def _fallback(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        # unknown user or item: leave its features out of the design row
+        a, PU, b, PI = self._parts
+        ku, ki = u >= 0, i >= 0
+        uu, ii = np.maximum(u, 0), np.maximum(i, 0)
+        out = np.full(len(u), self.w0_, dtype=np.float64)
+        out += np.where(ku, a[uu], 0.0) + np.where(ki, b[ii], 0.0)
+        both = ku & ki
+        if both.any():
+            out[both] += np.einsum("ij,ij->i", PU[uu[both]], PI[ii[both]])
+        return out
+
+    def decision_function(self, pairs) -> np.ndarray:
+        """Raw model output ŷ for (user, item) pairs (as :meth:`predict` of the ALS models)."""
+        return BaseRecommender.predict(self, pairs)
+
+    def predict(self, pairs) -> np.ndarray:
+        """Predicted ratings (squared loss) or labels in ``classes_`` for (user, item) pairs.
+
+        Unknown users or items are scored without their features (with a DataWarning).
+        """
+        return self._to_labels(BaseRecommender.predict(self, pairs))
+
+    def predict_proba(self, pairs) -> np.ndarray:
+        """Logistic loss only: (n, 2) probabilities of ``classes_`` for (user, item) pairs."""
+        self._require_logistic()
+        return self._proba(BaseRecommender.predict(self, pairs))
+
+    # ------------------------------------------------------------------ training
+    def _train(self, X: sp.csr_matrix, y: np.ndarray, groups: Optional[np.ndarray], rng: np.random.Generator) -> None:
+        dt = self._check_dtype()
+        n, p = X.shape
+        k = int(self.factors)
+        present = np.bincount(X.indices, minlength=p) > 0
+        V = (rng.standard_normal((p, k)) * self.init_scale).astype(dt)
+        V[~present] = 0
+        w = np.zeros(p, dtype=dt)
+        w0 = self._initial_w0(y)
+        self.n_features_in_ = p
+        if self.solver == "als":
+            if groups is None:
+                groups = _detect_groups(X)
+            self.groups_ = groups
+            self._als(X, y, w0, w, V, groups)
+        else:
+            self.__dict__.pop("groups_", None)
+            self._sgd(X, y, w0, w, V, rng)
+
+    def _store(self, w0, w, V, history) -> None:
+        self.w0_ = float(w0)
+        self.w_ = w
+        self.V_ = V
+        self.loss_history_ = np.asarray(history, dtype=np.float64)
+        self.n_iter_ = len(history)
+        self._refresh_parts()
+
+    def _after_iteration(self, it: int, history: list) -> bool:
+        """Callback and tolerance; True stops."""
+        loss = history[-1]
+        if self.callback is not None and self.callback(self, it, loss):
+            return True
+        if self.tol > 0 and it > 0 and history[-2] - loss <= self.tol * abs(history[-2]):
+            self._converged = True
+            return True
+        return False
+
+    def _finish(self, t0: float, history: list) -> None:
+        self.fit_seconds_ = time.perf_counter() - t0
+        converged = self.__dict__.pop("_converged", False)
+        if self.tol > 0 and not converged and len(history) == int(self.iterations):
+            last = (history[-2] - history[-1]) / abs(history[-2]) if len(history) > 1 else float("nan")
+            warnings.warn(
+                f"{type(self).__name__} did not reach tol={self.tol} in {self.iterations} iterations "
+                f"(last relative decrease {last:.3g}).",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    # ---- SGD
+    def _sgd(self, X, y, w0, w, V, rng) -> None:
+        dt = V.dtype
+        n = X.shape[0]
+        loss = self.loss
+        reg_w0, reg_w, reg_V = self._regs()
+        n_l = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
+        n_l[n_l == 0] = 1.0
+        B = int(self.batch_size)
+        eta0 = float(self.learning_rate)
+        counts = np.diff(X.indptr)
+        binary = bool(X.nnz) and bool((X.data == 1).all())
+        fixed_p = int(counts[0]) if n and (counts == counts[0]).all() else None
+        if fixed_p is not None:
+            I_all = X.indices.reshape(n, fixed_p)
+            D_all = None if binary else X.data.reshape(n, fixed_p)
+            row_fixed = np.repeat(np.arange(B), fixed_p)
+        yd = y.astype(dt)
+
+        L0 = _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V)
+        history: list[float] = []
+        self._store(w0, w, V, history)
+        t0 = time.perf_counter()
+        with np.errstate(over="ignore", invalid="ignore"):
+            for epoch in range(int(self.iterations)):
+                eta = eta0 if self.schedule == "constant" else eta0 / (1.0 + epoch) ** float(self.power_t)
+                perm = rng.permutation(n)
+                if fixed_p is not None:
+                    I = I_all[perm]
+                    D = None if binary else D_all[perm]
+                else:
+                    Xp = X[perm]
+                    Xp_indptr, Xp_idx = Xp.indptr, Xp.indices
+                    Xp_val = None if binary else Xp.data
+                yp = yd[perm]
+                data_loss = 0.0
+                for s in range(0, n, B):
+                    e = min(s + B, n)
+                    nb = e - s
+                    if fixed_p is not None:
+                        indptr = np.arange(0, nb * fixed_p + 1, fixed_p)
+                        idx = I[s:e].ravel()
+                        val = None if binary else D[s:e].ravel()
+                        rown = row_fixed if nb == B else np.repeat(np.arange(nb), fixed_p)
+                    else:
+                        a, b = Xp_indptr[s], Xp_indptr[e]
+                        indptr = Xp_indptr[s : e + 1] - a
+                        idx = Xp_idx[a:b]
+                        val = None if binary else Xp_val[a:b]
+                        rown = None
+                    yb = yp[s:e]
+                    yhat, g, uniq, cnt, gw, gV = _batch_gradient(indptr, idx, val, yb, w0, w, V, loss, rown)
+                    bl = float(_loss_values(loss, yhat, yb).sum())
+                    if not np.isfinite(bl):
+                        self._diverged(epoch, bl, L0)
+                    data_loss += bl
+                    frac = cnt / n_l[uniq]
+                    w[uniq] = (w[uniq] - eta * gw) / (1.0 + eta * reg_w * frac)
+                    V[uniq] = (V[uniq] - eta * gV) / (1.0 + eta * reg_V * frac)[:, None]
+                    w0 = (w0 - eta * float(g.sum())) / (1.0 + eta * reg_w0 * nb / n)
+                obj = data_loss + _penalty(w0, w, V, reg_w0, reg_w, reg_V)
+                if not np.isfinite(obj) or obj > _EXPLODE_FACTOR * max(L0, 1e-12):
+                    self._diverged(epoch, obj, L0)
+                history.append(obj)
+                self._store(w0, w, V, history)
+                if self._after_iteration(epoch, history):
+                    break
+        self._finish(t0, history)
+
+    def _diverged(self, epoch: int, value: float, L0: float):
+        raise DivergenceError(
+            f"{type(self).__name__}: SGD diverged in epoch {epoch} (objective {value:.3g}, initially {L0:.3g}). "
+            f"learning_rate={self.learning_rate!r} is too high for this data; try a lower learning_rate "
+            f"(e.g. {float(self.learning_rate) / 10:g}) or a larger reg."
+        )
+
+    # ---- ALS (coordinate descent)
+    def _als(self, X, y, w0, w, V, groups) -> None:
+        dt = V.dtype
+        n = X.shape[0]
+        k = V.shape[1]
+        reg_w0, reg_w, reg_V = self._regs()
+        grp = _build_groups(X, groups)
+        VT = np.ascontiguousarray(V.T)  # (k, n_features): factor f contiguous
+        yd = y.astype(dt)
+        e = np.empty(n, dtype=dt)
+        q = np.empty(n, dtype=dt)
+        buf = np.empty(n, dtype=dt)
+        r = np.empty(n, dtype=dt)
+        history: list[float] = []
+        self._store(w0, w, V, history)
+        t0 = time.perf_counter()
+        for it in range(int(self.iterations)):
+            # exact residuals (no accumulated rounding)
+            e[:] = _fm_decision(X, w0, w, VT.T)
+            e -= yd
+            # w0
+            w0_new = (w0 * n - float(e.sum(dtype=np.float64))) / (n + reg_w0)
+            e += dt.type(w0_new - w0)
+            w0 = w0_new
+            # w, one group at a time
+            for G in grp:
+                if G.rows is None:
+                    eg = e
+                else:
+                    eg = e[G.rows]
+                hx = eg if G.x is None else eg * G.x
+                old = w[G.cols].astype(np.float64)
+                new = _cd_value(old, G.x2sum, G.segsum(hx), reg_w)
+                w[G.cols] = new
+                d = (new - old).astype(dt)[G.loc]
+                if G.x is not None:
+                    d *= G.x
+                if G.rows is None:
+                    e += d
+                else:
+                    e[G.rows] += d
+            # V, factor by factor, one group at a time
+            for f in range(k):
+                vf = VT[f]
+                q[:] = X @ vf
+                for G in grp:
+                    self._als_factor_group(G, vf, q, e, r, buf, reg_V, dt)
+            obj = 0.5 * float(np.dot(e.astype(np.float64), e)) + _penalty(w0, w, VT, reg_w0, reg_w, reg_V)
+            history.append(obj)
+            self._store(w0, w, np.ascontiguousarray(VT.T), history)
+            if self._after_iteration(it, history):
+                break
+        self._finish(t0, history)
+
+    @staticmethod
+    def _als_factor_group(G, vf, q, e, r, buf, reg_V, dt) -> None:
+        v = vf[G.cols]
+        if G.rows is None:
+            # every row has exactly one feature of the group: work in place on full arrays
+            np.take(v, G.loc, out=buf)
+            if G.x is not None:
+                buf *= G.x
+            np.subtract(q, buf, out=r)  # q minus the group's own contribution
+            if G.x is not None:
+                r *= G.x  # h = x (q − v x)
+            np.multiply(r, r, out=buf)
+            A = G.segsum(buf)
+            np.multiply(r, e, out=buf)
+            Bs = G.segsum(buf)
+            new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
+            delta = (new - v).astype(dt)
+            vf[G.cols] = new
+            np.take(delta, G.loc, out=buf)
+            if G.x is None:
+                q += buf
+            else:
+                np.multiply(buf, G.x, out=buf)  # δ x for q ...
+                q += buf
+                np.take(delta, G.loc, out=buf)  # ... δ h for e
+            np.multiply(buf, r, out=buf)
+            e += buf
+            return
+        rows = G.rows
+        vx = v[G.loc]
+        if G.x is not None:
+            vx *= G.x
+        h = q[rows] - vx
+        if G.x is not None:
+            h *= G.x
+        A = G.segsum(h * h)
+        Bs = G.segsum(h * e[rows])
+        new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
+        delta = (new - v).astype(dt)
+        vf[G.cols] = new
+        d = delta[G.loc]
+        e[rows] += d * h
+        q[rows] += d if G.x is None else d * G.x
