@@ -125,6 +125,8 @@ _PREDICT_CHUNK = 1 << 16
 _COLOR_BUDGET = 30_000_000
 # an SGD epoch whose objective exceeds this multiple of the initial one has diverged
 _EXPLODE_FACTOR = 100.0
+# ALS recomputes the residuals from scratch every this many iterations
+_ALS_RESYNC = 5
 
 
 # ====================================================================== losses
@@ -169,73 +171,161 @@ def _fm_decision(X: sp.csr_matrix, w0: float, w: np.ndarray, V: np.ndarray, chun
 
 
 # ====================================================================== SGD kernel
-def _batch_gradient(indptr, idx, val, y, w0, w, V, loss, row_of_nnz=None):
-    """Forward and backward pass over one batch of rows.
+try:  # scipy's C kernels for "sparse times dense", called without building matrix objects
+    from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - depends on the scipy build
+    _csr_matvecs = _csc_matvecs = None
 
-    The batch is given in CSR form (``indptr`` local to the batch, starting at 0; ``val``
-    None for a binary batch). Returns ``(yhat, g, uniq, cnt, gw, gV)``: predictions,
-    ∂ℓ/∂ŷ per row, the sorted active features, their occurrence counts in the batch and
-    the gradient of the batch's summed loss with respect to their ``w`` and ``V`` rows.
+
+def _spmm(n_row: int, n_col: int, indptr, indices, data, D: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = A @ D`` for the CSR matrix ``A = (data, indices, indptr)`` of shape (n_row, n_col).
+
+    ``D`` and ``out`` are C-contiguous and of ``data``'s dtype; ``out`` is overwritten.
     """
+    if _csr_matvecs is not None:
+        out.fill(0)
+        _csr_matvecs(n_row, n_col, D.shape[1], indptr, indices, data, D.ravel(), out.ravel())
+    else:  # pragma: no cover
+        out[...] = sp.csr_matrix((data, indices, indptr), shape=(n_row, n_col)) @ D
+    return out
+
+
+def _spmm_t(n_row: int, n_col: int, indptr, indices, data, D: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out += Aᵀ @ D`` for the CSR matrix ``A = (data, indices, indptr)`` of shape
+    (n_col, n_row) — the same arrays read as the CSC form of ``Aᵀ`` (a scatter-add)."""
+    if _csc_matvecs is not None:
+        _csc_matvecs(n_row, n_col, D.shape[1], indptr, indices, data, D.ravel(), out.ravel())
+    else:  # pragma: no cover
+        out += sp.csr_matrix((data, indices, indptr), shape=(n_col, n_row)).T @ D
+    return out
+
+
+class _Workspace:
+    """Buffers of one SGD batch (sized for the largest batch), reused across batches."""
+
+    def __init__(self, max_rows: int, max_nnz: int, n_features: int, k: int, dtype, itype):
+        self.k = k
+        self.XVe = np.empty((max_rows, k + 2), dtype=dtype)  # [XV | lin | Σx²‖v‖²]
+        self.S = np.empty((max_nnz, k + 2), dtype=dtype)  # per active feature, see _sgd_batch
+        self.ones = np.ones(max_nnz, dtype=dtype)
+        self.arange = np.arange(max_nnz, dtype=itype)
+        self.stamp = np.zeros(n_features, dtype=itype)  # scratch: never needs resetting
+        self.local = np.zeros(n_features, dtype=itype)
+
+
+class _Step:
+    """Constants of the SGD step (see the module notes)."""
+
+    __slots__ = ("eta", "kappa", "reg_w", "reg_V", "n_l")
+
+    def __init__(self, eta, kappa, reg_w, reg_V, n_l):
+        self.eta, self.kappa, self.reg_w, self.reg_V, self.n_l = eta, kappa, reg_w, reg_V, n_l
+
+
+def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarray, loss: str, step=None):
+    """Forward and backward pass over one batch of rows — the SGD kernel.
+
+    ``P`` is the (n_features, k + 2) parameter matrix ``[V | w | ‖v_l‖²]`` (the last
+    column a cache). The batch is CSR (``indptr`` local to the batch and of ``idx``'s
+    integer type, ``val`` None when every value is 1, ``rown`` the batch row of each
+    non-zero).
+
+    For every active feature l (``uq``, in order of last occurrence in the batch) let
+    ``c_l`` be its count in the batch, ``gw_l = Σ_i g_i x_il``, ``gx2_l = Σ_i g_i
+    x_il²`` and ``S1_l = Σ_i g_i x_il XV_i`` (sums over the batch rows i, ``g_i =
+    ∂ℓ/∂ŷ_i``), so that the gradients of the batch's summed loss are ``∂/∂w_l = gw_l``
+    and ``∂/∂v_l = S1_l − gx2_l v_l``; and the damping curvatures ``Hw_l = Σ_i x_il²``
+    and ``HV_l = Σ_i x_il² Σ_{m≠l} x_im² ‖v_m‖²`` (the diagonal part of
+    ``Σ_i ‖∂ŷ_i/∂v_l‖² = Σ_i x_il² ‖XV_i − x_il v_l‖²``, equal to it for rows with two
+    non-zeros).
+
+    * ``step=None``: returns ``(yhat, g, uq, gw, gV)`` with ``gV = S1 − gx2 v`` (for
+      tests and :func:`_fm_gradient`).
+    * ``step=_Step(...)``: applies, for every active θ (w_l, and v_l as a block), the
+      damped step ``θ ← (θ (1 + ηκH) − η G) / (1 + ηκH + η λ c_l / n_l)`` to ``P`` in
+      place and returns ``(yhat, g)``. For ``v_l`` this is ``α_l v_l − β_l S1_l`` with
+      ``α = (1 + ηκH + η gx2)/den`` and ``β = η/den``; the product that forms ``S1``
+      starts from ``α v`` and carries ``−β`` in its values, so it yields the new rows.
+    """
+    k = ws.k
     B = len(indptr) - 1
     m = len(idx)
-    k = V.shape[1]
-    dt = V.dtype
-    counts = np.diff(indptr)
-    if row_of_nnz is None:
-        row_of_nnz = np.repeat(np.arange(B), counts)
-    # active features: sort once, get unique features, their segments and the inverse
-    order = np.argsort(idx, kind="stable")
-    s = idx[order]
-    new = np.empty(m, dtype=bool)
-    if m:
-        new[0] = True
-        np.not_equal(s[1:], s[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    uniq = s[starts]
-    n_act = len(uniq)
-    seg_ptr = np.append(starts, m)
-    cnt = np.diff(seg_ptr)
-    inv = np.empty(m, dtype=np.intp)
-    inv[order] = np.cumsum(new) - 1
-
-    Vl = V[uniq]
-    Vg = Vl[inv]  # (m, k)
-    wg = w[uniq][inv]
-    if val is not None:
-        xv = Vg * val[:, None]
-        xw = wg * val
+    n_feat = P.shape[0]
+    dt = P.dtype
+    x = ws.ones[:m] if val is None else val
+    # ---- forward: one product gives XV, the linear term and (binary) Σ x² ‖v‖²
+    XVe = _spmm(B, n_feat, indptr, idx, x, P, ws.XVe[:B])
+    XV = XVe[:, :k]
+    lin = XVe[:, k]
+    vsq_nz = P[idx, k + 1]
+    if val is None:
+        sq = XVe[:, k + 1]
+        own = vsq_nz  # x² ‖v_l‖² per non-zero
     else:
-        xv = Vg
-        xw = wg
-    fixed = B > 0 and m == B * int(counts[0]) and (counts == counts[0]).all()
-    sq_nz = np.einsum("ij,ij->i", xv, xv) if k else np.zeros(m, dtype=dt)
-    if fixed and m:
-        p = int(counts[0])
-        XV = xv.reshape(B, p, k).sum(axis=1)
-        lin = xw.reshape(B, p).sum(axis=1)
-        sq = sq_nz.reshape(B, p).sum(axis=1)
-    else:
-        lin = np.bincount(row_of_nnz, xw, minlength=B).astype(dt, copy=False)
-        sq = np.bincount(row_of_nnz, sq_nz, minlength=B).astype(dt, copy=False)
-        XV = np.zeros((B, k), dtype=dt)
-        nonempty = counts > 0
-        if m and k:
-            XV[nonempty] = np.add.reduceat(xv, indptr[:-1][nonempty], axis=0)
-    yhat = w0 + lin + 0.5 * (np.einsum("ij,ij->i", XV, XV) - sq)
+        x2 = val * val
+        own = x2 * vsq_nz
+        sq = np.bincount(rown, own, minlength=B).astype(dt)
+    xx = np.einsum("ij,ij->i", XV, XV)
+    yhat = w0 + lin + 0.5 * (xx - sq)
     g = _loss_derivative(loss, yhat, y).astype(dt, copy=False)
 
-    gx = g[row_of_nnz] if val is None else g[row_of_nnz] * val
-    gw = np.bincount(inv, gx, minlength=n_act).astype(dt, copy=False)
-    if k:
-        # Σ_i g_i x_il XV_i  as a sparse (n_act x B) product, then − v_l Σ_i g_i x_il²
-        M = sp.csr_matrix((gx[order], row_of_nnz[order], seg_ptr), shape=(n_act, B))
-        gV = M @ XV
-        gx2 = gw if val is None else np.bincount(inv, gx * val, minlength=n_act).astype(dt, copy=False)
-        gV -= Vl * gx2[:, None]
+    # ---- active features without sorting: the last write of stamp[l] marks one
+    # representative non-zero per feature; local[] numbers the representatives
+    pos = ws.arange[:m]
+    ws.stamp[idx] = pos
+    rep = np.flatnonzero(ws.stamp[idx] == pos)
+    uq = idx[rep]
+    na = len(uq)
+    ws.local[uq] = ws.arange[:na]
+    inv = ws.local[idx]
+
+    gx = g[rown] * x
+    gw = np.bincount(inv, gx, minlength=na)
+    gx2 = gw if val is None else np.bincount(inv, gx * val, minlength=na)
+    S = ws.S[:na]
+    if step is None:
+        S.fill(0)
+        _spmm_t(na, B, indptr, inv, gx, XVe, S)
+        gV = S[:, :k] - gx2[:, None] * P[uq, :k]
+        return yhat, g, uq, gw, gV
+
+    cnt = np.bincount(inv, minlength=na)
+    others = sq[rown] - own  # Σ_{m≠l} x_m² ‖v_m‖² per non-zero
+    if val is None:
+        Hw = cnt
+        HV = np.bincount(inv, others, minlength=na)
     else:
-        gV = np.zeros((n_act, 0), dtype=dt)
-    return yhat, g, uniq, cnt, gw, gV
+        Hw = np.bincount(inv, x2, minlength=na)
+        HV = np.bincount(inv, x2 * others, minlength=na)
+    np.maximum(HV, 0.0, out=HV)
+    eta, ek = step.eta, step.eta * step.kappa
+    frac = cnt / step.n_l[uq]
+    Pu = np.take(P, uq, axis=0)
+    # w: (w (1 + ηκ Hw) − η gw) / (1 + ηκ Hw + η λ_w c / n)
+    dw = 1.0 + ek * Hw
+    w_new = (Pu[:, k] * dw - eta * gw) / (dw + (eta * step.reg_w) * frac)
+    # V: α v − β S1, formed by one scatter-add starting from α v
+    dv = 1.0 + ek * HV
+    den = dv + (eta * step.reg_V) * frac
+    alpha = ((dv + eta * gx2) / den).astype(dt)
+    beta = (eta / den).astype(dt)
+    np.multiply(Pu, alpha[:, None], out=S)
+    _spmm_t(na, B, indptr, inv, -(gx * beta[inv]), XVe, S)
+    S[:, k] = w_new
+    S[:, k + 1] = np.einsum("ij,ij->i", S[:, :k], S[:, :k])
+    P[uq] = S
+    return yhat, g
+
+
+def _param_matrix(w: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``[V | w | ‖v_l‖²]`` as one C-contiguous (n_features, k + 2) array."""
+    k = V.shape[1]
+    P = np.empty((V.shape[0], k + 2), dtype=V.dtype)
+    P[:, :k] = V
+    P[:, k] = w
+    P[:, k + 1] = np.einsum("ij,ij->i", V, V)
+    return P
 
 
 def _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V) -> float:
@@ -253,14 +343,21 @@ def _penalty(w0, w, V, reg_w0, reg_w, reg_V) -> float:
 
 
 def _fm_gradient(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V):
-    """∇L as ``(d w0, d w, d V)``, with the same kernel the SGD solver uses."""
-    X = sp.csr_matrix(X)
-    val = None if X.nnz and (X.data == 1).all() else X.data
-    _, g, uniq, _, gw, gV = _batch_gradient(X.indptr, X.indices, val, y, w0, w, V, loss)
+    """∇L as ``(d w0, d w, d V)``, computed by the SGD kernel on all rows as one batch."""
+    X = sp.csr_matrix(X, dtype=V.dtype)
+    X.sort_indices()
+    n = X.shape[0]
+    k = V.shape[1]
+    binary = bool((X.data == 1).all())
+    ws = _Workspace(n, max(X.nnz, 1), X.shape[1], k, V.dtype, np.int64)
+    P = _param_matrix(w, V)
+    _, g, uq, gw, gV = _sgd_batch(
+        ws, X.indptr.astype(np.int64), X.indices.astype(np.int64), None if binary else X.data, _row_of_nnz(X), y, w0, P, loss
+    )
     dw = reg_w * w.astype(np.float64)
-    dw[uniq] += gw
+    dw[uq] += gw
     dV = reg_V * V.astype(np.float64)
-    dV[uniq] += gV
+    dV[uq] += gV
     return float(g.sum()) + reg_w0 * w0, dw, dV
 
 
@@ -363,21 +460,29 @@ def _check_groups(X: sp.csr_matrix, groups) -> np.ndarray:
 class _Group:
     """One vectorised ALS step: features that never share a row."""
 
-    __slots__ = ("cols", "rows", "loc", "x", "x2sum", "starts", "n")
+    __slots__ = ("cols", "rows", "loc", "x", "x2sum", "starts", "counts", "n")
 
-    def __init__(self, cols, rows, loc, x, x2sum, starts):
+    def __init__(self, cols, rows, loc, x, x2sum, starts, counts):
         self.cols = cols  # feature indices (n,)
         self.rows = rows  # rows with a non-zero in the group (ascending), None = every row
         self.loc = loc  # local feature index per such row
         self.x = x  # value per such row, None when all are 1
         self.x2sum = x2sum  # Σ_i x_il² per feature (float64)
-        self.starts = starts  # segment starts when loc is sorted (reduceat), else None
+        self.starts = starts  # segment starts when loc is sorted, else None
+        self.counts = counts  # rows per feature
         self.n = len(cols)
 
     def segsum(self, values: np.ndarray) -> np.ndarray:
+        """Σ of ``values`` over each feature's rows (float64)."""
         if self.starts is not None:
             return np.add.reduceat(values, self.starts, dtype=np.float64)
         return np.bincount(self.loc, values, minlength=self.n)
+
+    def expand(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``values[loc]``: one value per row of the group."""
+        if self.starts is not None:
+            return np.repeat(values, self.counts)
+        return np.take(values, self.loc, out=out)
 
 
 def _build_groups(X: sp.csr_matrix, groups: np.ndarray) -> list:
@@ -409,6 +514,7 @@ def _build_groups(X: sp.csr_matrix, groups: np.ndarray) -> list:
                 x=None if (x == 1).all() else x,
                 x2sum=x2sum,
                 starts=starts,
+                counts=np.bincount(loc, minlength=len(cols)),
             )
         )
     out.sort(key=lambda grp: int(grp.cols[0]))
@@ -998,20 +1104,29 @@ class FactorizationMachine(BaseRecommender):
     # ---- SGD
     def _sgd(self, X, y, w0, w, V, rng) -> None:
         dt = V.dtype
-        n = X.shape[0]
+        n, n_feat = X.shape
+        k = V.shape[1]
         loss = self.loss
         reg_w0, reg_w, reg_V = self._regs()
-        n_l = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
+        n_l = np.bincount(X.indices, minlength=n_feat).astype(np.float64)
         n_l[n_l == 0] = 1.0
-        B = int(self.batch_size)
+        B = min(int(self.batch_size), n)
         eta0 = float(self.learning_rate)
+        kappa = 0.25 if loss == "logistic" else 1.0  # bound on ℓ'' used for damping
+        itype = np.int32 if max(n_feat, X.nnz, n) < 2**31 - 1 else np.int64
         counts = np.diff(X.indptr)
         binary = bool(X.nnz) and bool((X.data == 1).all())
-        fixed_p = int(counts[0]) if n and (counts == counts[0]).all() else None
+        fixed_p = int(counts[0]) if (counts == counts[0]).all() and counts[0] > 0 else None
         if fixed_p is not None:
-            I_all = X.indices.reshape(n, fixed_p)
+            I_all = X.indices.astype(itype).reshape(n, fixed_p)
             D_all = None if binary else X.data.reshape(n, fixed_p)
-            row_fixed = np.repeat(np.arange(B), fixed_p)
+            indptr_full = np.arange(0, B * fixed_p + 1, fixed_p, dtype=itype)
+            rown_full = np.repeat(np.arange(B, dtype=itype), fixed_p)
+            max_nnz = B * fixed_p
+        else:
+            max_nnz = int(np.sort(counts)[-B:].sum())
+        ws = _Workspace(B, max(max_nnz, 1), n_feat, k, dt, itype)
+        P = _param_matrix(w, V)
         yd = y.astype(dt)
 
         L0 = _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V)
@@ -1021,45 +1136,52 @@ class FactorizationMachine(BaseRecommender):
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(int(self.iterations)):
                 eta = eta0 if self.schedule == "constant" else eta0 / (1.0 + epoch) ** float(self.power_t)
+                step = _Step(eta, kappa, reg_w, reg_V, n_l)
                 perm = rng.permutation(n)
                 if fixed_p is not None:
                     I = I_all[perm]
                     D = None if binary else D_all[perm]
                 else:
                     Xp = X[perm]
-                    Xp_indptr, Xp_idx = Xp.indptr, Xp.indices
+                    Xp_indptr = Xp.indptr.astype(np.int64)
+                    Xp_idx = Xp.indices.astype(itype)
                     Xp_val = None if binary else Xp.data
+                    Xp_row = _row_of_nnz(Xp).astype(itype)
                 yp = yd[perm]
                 data_loss = 0.0
                 for s in range(0, n, B):
                     e = min(s + B, n)
                     nb = e - s
                     if fixed_p is not None:
-                        indptr = np.arange(0, nb * fixed_p + 1, fixed_p)
+                        full = nb == B
+                        indptr = indptr_full if full else indptr_full[: nb + 1]
                         idx = I[s:e].ravel()
                         val = None if binary else D[s:e].ravel()
-                        rown = row_fixed if nb == B else np.repeat(np.arange(nb), fixed_p)
+                        rown = rown_full if full else rown_full[: nb * fixed_p]
                     else:
                         a, b = Xp_indptr[s], Xp_indptr[e]
-                        indptr = Xp_indptr[s : e + 1] - a
+                        indptr = (Xp_indptr[s : e + 1] - a).astype(itype)
                         idx = Xp_idx[a:b]
                         val = None if binary else Xp_val[a:b]
-                        rown = None
+                        rown = Xp_row[a:b] - itype(s)
                     yb = yp[s:e]
-                    yhat, g, uniq, cnt, gw, gV = _batch_gradient(indptr, idx, val, yb, w0, w, V, loss, rown)
+                    if len(idx) == 0:  # rows without features: only w0 learns
+                        yhat = np.full(nb, w0, dtype=dt)
+                        g = _loss_derivative(loss, yhat, yb)
+                    else:
+                        yhat, g = _sgd_batch(ws, indptr, idx, val, rown, yb, w0, P, loss, step)
                     bl = float(_loss_values(loss, yhat, yb).sum())
                     if not np.isfinite(bl):
                         self._diverged(epoch, bl, L0)
                     data_loss += bl
-                    frac = cnt / n_l[uniq]
-                    w[uniq] = (w[uniq] - eta * gw) / (1.0 + eta * reg_w * frac)
-                    V[uniq] = (V[uniq] - eta * gV) / (1.0 + eta * reg_V * frac)[:, None]
-                    w0 = (w0 - eta * float(g.sum())) / (1.0 + eta * reg_w0 * nb / n)
-                obj = data_loss + _penalty(w0, w, V, reg_w0, reg_w, reg_V)
+                    d0 = 1.0 + eta * kappa * nb
+                    w0 = (w0 * d0 - eta * float(g.sum())) / (d0 + eta * reg_w0 * nb / n)
+                w_cur, V_cur = P[:, k].copy(), np.ascontiguousarray(P[:, :k])
+                obj = data_loss + _penalty(w0, w_cur, V_cur, reg_w0, reg_w, reg_V)
                 if not np.isfinite(obj) or obj > _EXPLODE_FACTOR * max(L0, 1e-12):
                     self._diverged(epoch, obj, L0)
                 history.append(obj)
-                self._store(w0, w, V, history)
+                self._store(w0, w_cur, V_cur, history)
                 if self._after_iteration(epoch, history):
                     break
         self._finish(t0, history)
@@ -1078,36 +1200,36 @@ class FactorizationMachine(BaseRecommender):
         k = V.shape[1]
         reg_w0, reg_w, reg_V = self._regs()
         grp = _build_groups(X, groups)
+        all_full = all(G.rows is None for G in grp)
         VT = np.ascontiguousarray(V.T)  # (k, n_features): factor f contiguous
         yd = y.astype(dt)
         e = np.empty(n, dtype=dt)
         q = np.empty(n, dtype=dt)
         buf = np.empty(n, dtype=dt)
         r = np.empty(n, dtype=dt)
+        vx = [np.empty(n, dtype=dt) for _ in grp] if all_full else None
         history: list[float] = []
         self._store(w0, w, V, history)
         t0 = time.perf_counter()
         for it in range(int(self.iterations)):
-            # exact residuals (no accumulated rounding)
-            e[:] = _fm_decision(X, w0, w, VT.T)
-            e -= yd
+            if it % _ALS_RESYNC == 0:
+                # exact residuals, so that rounding in the incremental updates cannot pile up
+                e[:] = _fm_decision(X, w0, w, VT.T)
+                e -= yd
             # w0
             w0_new = (w0 * n - float(e.sum(dtype=np.float64))) / (n + reg_w0)
             e += dt.type(w0_new - w0)
             w0 = w0_new
-            # w, one group at a time
+            # w, one group at a time (h = x)
             for G in grp:
-                if G.rows is None:
-                    eg = e
-                else:
-                    eg = e[G.rows]
+                eg = e if G.rows is None else e[G.rows]
                 hx = eg if G.x is None else eg * G.x
                 old = w[G.cols].astype(np.float64)
                 new = _cd_value(old, G.x2sum, G.segsum(hx), reg_w)
                 w[G.cols] = new
-                d = (new - old).astype(dt)[G.loc]
+                d = G.expand((new - old).astype(dt), buf)
                 if G.x is not None:
-                    d *= G.x
+                    d = d * G.x
                 if G.rows is None:
                     e += d
                 else:
@@ -1115,9 +1237,23 @@ class FactorizationMachine(BaseRecommender):
             # V, factor by factor, one group at a time
             for f in range(k):
                 vf = VT[f]
-                q[:] = X @ vf
-                for G in grp:
-                    self._als_factor_group(G, vf, q, e, r, buf, reg_V, dt)
+                own = [None] * len(grp)
+                if all_full:
+                    # q_f = Σ_groups x v_f[loc]; keep each group's own part for h
+                    for j, G in enumerate(grp):
+                        c = G.expand(vf[G.cols], vx[j])
+                        own[j] = c if G.x is None else np.multiply(c, G.x, out=vx[j])
+                    if len(grp) == 1:
+                        np.copyto(q, own[0])
+                    else:
+                        np.add(own[0], own[1], out=q)
+                        for c in own[2:]:
+                            q += c
+                else:
+                    q[:] = X @ vf
+                last = len(grp) - 1
+                for j, G in enumerate(grp):
+                    self._als_factor_group(G, vf, q, e, r, buf, reg_V, dt, own[j], j < last)
             obj = 0.5 * float(np.dot(e.astype(np.float64), e)) + _penalty(w0, w, VT, reg_w0, reg_w, reg_V)
             history.append(obj)
             self._store(w0, w, np.ascontiguousarray(VT.T), history)
@@ -1126,14 +1262,20 @@ class FactorizationMachine(BaseRecommender):
         self._finish(t0, history)
 
     @staticmethod
-    def _als_factor_group(G, vf, q, e, r, buf, reg_V, dt) -> None:
+    def _als_factor_group(G, vf, q, e, r, buf, reg_V, dt, own, update_q) -> None:
+        """Exact update of v_{l,f} for every feature l of group G (see the module notes).
+
+        ``own`` holds the group's part ``x v_f[loc]`` of q (full groups, else None);
+        ``update_q=False`` skips maintaining q (nothing reads it before it is rebuilt).
+        """
         v = vf[G.cols]
         if G.rows is None:
             # every row has exactly one feature of the group: work in place on full arrays
-            np.take(v, G.loc, out=buf)
-            if G.x is not None:
-                buf *= G.x
-            np.subtract(q, buf, out=r)  # q minus the group's own contribution
+            if own is None:
+                own = G.expand(v, buf)
+                if G.x is not None:
+                    own = own * G.x
+            np.subtract(q, own, out=r)  # q minus the group's own contribution
             if G.x is not None:
                 r *= G.x  # h = x (q − v x)
             np.multiply(r, r, out=buf)
@@ -1143,20 +1285,16 @@ class FactorizationMachine(BaseRecommender):
             new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
             delta = (new - v).astype(dt)
             vf[G.cols] = new
-            np.take(delta, G.loc, out=buf)
-            if G.x is None:
-                q += buf
-            else:
-                np.multiply(buf, G.x, out=buf)  # δ x for q ...
-                q += buf
-                np.take(delta, G.loc, out=buf)  # ... δ h for e
-            np.multiply(buf, r, out=buf)
+            d = G.expand(delta, buf)
+            if update_q:
+                q += d if G.x is None else d * G.x
+            np.multiply(d, r, out=buf)  # δ h
             e += buf
             return
         rows = G.rows
-        vx = v[G.loc]
+        vx = G.expand(v, np.empty(len(rows), dtype=dt))
         if G.x is not None:
-            vx *= G.x
+            vx = vx * G.x
         h = q[rows] - vx
         if G.x is not None:
             h *= G.x
@@ -1165,6 +1303,7 @@ class FactorizationMachine(BaseRecommender):
         new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
         delta = (new - v).astype(dt)
         vf[G.cols] = new
-        d = delta[G.loc]
+        d = G.expand(delta, np.empty(len(rows), dtype=dt))
         e[rows] += d * h
-        q[rows] += d if G.x is None else d * G.x
+        if update_q:
+            q[rows] += d if G.x is None else d * G.x
