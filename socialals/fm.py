@@ -396,9 +396,9 @@ def _greedy_colouring(C: sp.csr_matrix) -> np.ndarray:
     indptr, indices = C.indptr, C.indices
     for j in range(n):
         used = colour[indices[indptr[j] : indptr[j + 1]]]
-        used = used[(used >= 0) & (used <= len(used))]
-        free = np.ones(len(used) + 1, dtype=bool)
-        free[used] = False
+        cap = len(used)  # with d neighbours one of the colours 0..d is free
+        free = np.ones(cap + 1, dtype=bool)
+        free[used[(used >= 0) & (used <= cap)]] = False
         colour[j] = int(np.argmax(free))
     return colour
 
@@ -478,8 +478,8 @@ class _Group:
             return np.add.reduceat(values, self.starts, dtype=np.float64)
         return np.bincount(self.loc, values, minlength=self.n)
 
-    def expand(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``values[loc]``: one value per row of the group."""
+    def expand(self, values: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """``values[loc]``: one value per row of the group (into ``out`` when it is used)."""
         if self.starts is not None:
             return np.repeat(values, self.counts)
         return np.take(values, self.loc, out=out)
@@ -1035,6 +1035,36 @@ class FactorizationMachine(BaseRecommender):
             out[both] += np.einsum("ij,ij->i", PU[uu[both]], PI[ii[both]])
         return out
 
+    def design_matrix(self, pairs) -> sp.csr_matrix:
+        """The FM design rows of (user, item) pairs, as built by :meth:`fit`.
+
+        Columns follow ``feature_blocks_``. An unknown user or item contributes no
+        feature (the row then holds only the known side), which is exactly how
+        :meth:`predict` scores it, so ``decision_function_matrix(design_matrix(pairs))``
+        equals ``decision_function(pairs)``.
+        """
+        self._check_fitted()
+        users, items = self._pairs_to_labels(pairs)
+        u = self.users_.get_indexer(users)
+        i = self.items_.get_indexer(items)
+        ent = self._entity
+        n_users, n_items = ent["n_users"], ent["n_items"]
+        dt = self.V_.dtype
+        n = len(u)
+        rows = np.arange(n)
+        ku, ki = u >= 0, i >= 0
+        parts = [
+            sp.csr_matrix((np.ones(int(ku.sum()), dtype=dt), (rows[ku], u[ku])), shape=(n, n_users)),
+            sp.csr_matrix((np.ones(int(ki.sum()), dtype=dt), (rows[ki], i[ki])), shape=(n, n_items)),
+        ]
+        for Z, idx, known in ((ent["ZU"], u, ku), (ent["ZI"], i, ki)):
+            if Z is not None:
+                sel = sp.csr_matrix((known.astype(dt), (rows, np.maximum(idx, 0))), shape=(n, Z.shape[0]))
+                parts.append((sel @ Z).tocsr())
+        X = sp.hstack(parts, format="csr", dtype=dt)
+        X.sort_indices()
+        return X
+
     def decision_function(self, pairs) -> np.ndarray:
         """Raw model output ŷ for (user, item) pairs (as :meth:`predict` of the ALS models)."""
         return BaseRecommender.predict(self, pairs)
@@ -1227,7 +1257,7 @@ class FactorizationMachine(BaseRecommender):
                 old = w[G.cols].astype(np.float64)
                 new = _cd_value(old, G.x2sum, G.segsum(hx), reg_w)
                 w[G.cols] = new
-                d = G.expand((new - old).astype(dt), buf)
+                d = G.expand((new - old).astype(dt), buf if G.rows is None else None)
                 if G.x is not None:
                     d = d * G.x
                 if G.rows is None:
@@ -1292,7 +1322,7 @@ class FactorizationMachine(BaseRecommender):
             e += buf
             return
         rows = G.rows
-        vx = G.expand(v, np.empty(len(rows), dtype=dt))
+        vx = G.expand(v)
         if G.x is not None:
             vx = vx * G.x
         h = q[rows] - vx
@@ -1303,7 +1333,7 @@ class FactorizationMachine(BaseRecommender):
         new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
         delta = (new - v).astype(dt)
         vf[G.cols] = new
-        d = G.expand(delta, np.empty(len(rows), dtype=dt))
+        d = G.expand(delta)
         e[rows] += d * h
         if update_q:
             q[rows] += d if G.x is None else d * G.x
