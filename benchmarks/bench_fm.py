@@ -63,7 +63,7 @@ def movielens_shaped(n_users=6040, n_items=3706, nnz=1_000_209, rank=8, noise=0.
     bi = rng.normal(0.0, 0.4, n_items)
     clean = 3.6 + bu[u] + bi[i] + np.einsum("ij,ij->i", P[u], Q[i])
     r = np.clip(np.round(clean + noise * rng.standard_normal(len(u))), 1, 5)
-    return u, i, r, n_users, n_items
+    return u, i, r, clean, n_users, n_items
 
 
 def one_hot(u, i, n_users, n_items):
@@ -91,15 +91,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.quick:
-        u, i, r, nu, ni = movielens_shaped(n_users=1500, n_items=900, nnz=100_000, seed=args.seed)
+        u, i, r, clean, nu, ni = movielens_shaped(n_users=1500, n_items=900, nnz=100_000, seed=args.seed)
     else:
-        u, i, r, nu, ni = movielens_shaped(seed=args.seed)
+        u, i, r, clean, nu, ni = movielens_shaped(seed=args.seed)
     rng = np.random.default_rng(args.seed + 1)
     test = rng.random(len(r)) < 0.1
     Xtr, ytr = one_hot(u[~test], i[~test], nu, ni), r[~test]
     Xte, yte = one_hot(u[test], i[test], nu, ni), r[test]
     print(f"data: {nu} users, {ni} items, {len(r):,} ratings ({int((~test).sum()):,} train, {int(test.sum()):,} test)")
-    print(f"baselines: test RMSE of the training mean {rmse(ytr.mean(), yte):.4f}")
+    print(
+        f"test RMSE of the training mean {rmse(ytr.mean(), yte):.4f}; noise floor (the planted "
+        f"ratings before noise and rounding) {rmse(np.clip(clean[test], 1, 5), yte):.4f}"
+    )
 
     extra = {}
     if args.batch_size is not None:

@@ -127,6 +127,10 @@ _COLOR_BUDGET = 30_000_000
 _EXPLODE_FACTOR = 100.0
 # ALS recomputes the residuals from scratch every this many iterations
 _ALS_RESYNC = 5
+# SGD reshuffles the rows every epoch in blocks of this many (after one full shuffle)
+_SHUFFLE_BLOCK = 32
+# rows used to estimate the initial SGD objective (the divergence reference)
+_L0_SAMPLE = 20_000
 
 
 # ====================================================================== losses
@@ -1147,19 +1151,32 @@ class FactorizationMachine(BaseRecommender):
         counts = np.diff(X.indptr)
         binary = bool(X.nnz) and bool((X.data == 1).all())
         fixed_p = int(counts[0]) if (counts == counts[0]).all() and counts[0] > 0 else None
+        # rows are shuffled once here, then every epoch in blocks of _SHUFFLE_BLOCK rows
+        perm0 = rng.permutation(n)
+        yd = y.astype(dt)[perm0]
         if fixed_p is not None:
-            I_all = X.indices.astype(itype).reshape(n, fixed_p)
-            D_all = None if binary else X.data.reshape(n, fixed_p)
+            I_all = X.indices.astype(itype).reshape(n, fixed_p)[perm0]
+            D_all = None if binary else X.data.reshape(n, fixed_p)[perm0]
             indptr_full = np.arange(0, B * fixed_p + 1, fixed_p, dtype=itype)
             rown_full = np.repeat(np.arange(B, dtype=itype), fixed_p)
             max_nnz = B * fixed_p
         else:
+            X0 = X[perm0]
             max_nnz = int(np.sort(counts)[-B:].sum())
         ws = _Workspace(B, max(max_nnz, 1), n_feat, k, dt, itype)
         P = _param_matrix(w, V)
-        yd = y.astype(dt)
+        n_blocks = n // _SHUFFLE_BLOCK  # full blocks; the < _SHUFFLE_BLOCK left-over rows go last
+        n_head = n_blocks * _SHUFFLE_BLOCK
 
-        L0 = _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V)
+        def reshuffle(a: np.ndarray) -> np.ndarray:
+            """``a``'s rows with the full blocks in the order ``block_order`` (a block copy)."""
+            head = a[:n_head].reshape((n_blocks, _SHUFFLE_BLOCK) + a.shape[1:])[block_order]
+            return np.concatenate([head.reshape((n_head,) + a.shape[1:]), a[n_head:]])
+
+        # the reference for "exploding": the initial objective, estimated on a sample of rows
+        sample = np.sort(perm0[:_L0_SAMPLE])
+        L0 = float(_loss_values(loss, _fm_decision(X[sample], w0, w, V), y[sample]).sum()) * (n / len(sample))
+        L0 += _penalty(w0, w, V, reg_w0, reg_w, reg_V)
         history: list[float] = []
         self._store(w0, w, V, history)
         t0 = time.perf_counter()
@@ -1167,17 +1184,18 @@ class FactorizationMachine(BaseRecommender):
             for epoch in range(int(self.iterations)):
                 eta = eta0 if self.schedule == "constant" else eta0 / (1.0 + epoch) ** float(self.power_t)
                 step = _Step(eta, kappa, reg_w, reg_V, n_l)
-                perm = rng.permutation(n)
+                block_order = rng.permutation(n_blocks)
                 if fixed_p is not None:
-                    I = I_all[perm]
-                    D = None if binary else D_all[perm]
+                    I = reshuffle(I_all)
+                    D = None if binary else reshuffle(D_all)
                 else:
-                    Xp = X[perm]
+                    order = reshuffle(np.arange(n))
+                    Xp = X0[order]
                     Xp_indptr = Xp.indptr.astype(np.int64)
                     Xp_idx = Xp.indices.astype(itype)
                     Xp_val = None if binary else Xp.data
                     Xp_row = _row_of_nnz(Xp).astype(itype)
-                yp = yd[perm]
+                yp = reshuffle(yd)
                 data_loss = 0.0
                 for s in range(0, n, B):
                     e = min(s + B, n)
