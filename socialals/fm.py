@@ -119,6 +119,7 @@ __all__ = ["FactorizationMachine"]
 _LOSSES = ("squared", "logistic", "hinge")
 _SOLVERS = ("sgd", "als")
 _SCHEDULES = ("constant", "invscaling")
+_REG_SCALINGS = ("frequency", "none")
 # rows per chunk when predicting (bounds the (rows x k) temporary)
 _PREDICT_CHUNK = 1 << 16
 # greedy colouring of column runs is skipped when sum_rows nnz_row^2 exceeds this
@@ -219,12 +220,13 @@ class _Workspace:
 
 
 class _Step:
-    """Constants of the SGD step (see the module notes)."""
+    """Constants of the SGD step (see the module notes). ``share[l]`` is the fraction of
+    feature l's penalty weight carried by each of its occurrences, ``c_l / n_l``."""
 
-    __slots__ = ("eta", "kappa", "reg_w", "reg_V", "n_l")
+    __slots__ = ("eta", "kappa", "reg_w", "reg_V", "share")
 
-    def __init__(self, eta, kappa, reg_w, reg_V, n_l):
-        self.eta, self.kappa, self.reg_w, self.reg_V, self.n_l = eta, kappa, reg_w, reg_V, n_l
+    def __init__(self, eta, kappa, reg_w, reg_V, share):
+        self.eta, self.kappa, self.reg_w, self.reg_V, self.share = eta, kappa, reg_w, reg_V, share
 
 
 def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarray, loss: str, step=None):
@@ -247,7 +249,8 @@ def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarr
     * ``step=None``: returns ``(yhat, g, uq, gw, gV)`` with ``gV = S1 − gx2 v`` (for
       tests and :func:`_fm_gradient`).
     * ``step=_Step(...)``: applies, for every active θ (w_l, and v_l as a block), the
-      damped step ``θ ← (θ (1 + ηκH) − η G) / (1 + ηκH + η λ c_l / n_l)`` to ``P`` in
+      damped step ``θ ← (θ (1 + ηκH) − η G) / (1 + ηκH + η λ m_l c_l / n_l)`` (m_l the
+      count in the batch, c_l the penalty weight, n_l the count in the data) to ``P`` in
       place and returns ``(yhat, g)``. For ``v_l`` this is ``α_l v_l − β_l S1_l`` with
       ``α = (1 + ηκH + η gx2)/den`` and ``β = η/den``; the product that forms ``S1``
       starts from ``α v`` and carries ``−β`` in its values, so it yields the new rows.
@@ -304,7 +307,7 @@ def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarr
         HV = np.bincount(inv, x2 * others, minlength=na)
     np.maximum(HV, 0.0, out=HV)
     eta, ek = step.eta, step.eta * step.kappa
-    frac = cnt / step.n_l[uq]
+    frac = cnt * step.share[uq]
     Pu = np.take(P, uq, axis=0)
     # w: (w (1 + ηκ Hw) − η gw) / (1 + ηκ Hw + η λ_w c / n)
     dw = 1.0 + ek * Hw
@@ -332,37 +335,50 @@ def _param_matrix(w: np.ndarray, V: np.ndarray) -> np.ndarray:
     return P
 
 
-def _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V) -> float:
+def _penalty_weights(X: sp.csr_matrix, scaling: str) -> tuple[np.ndarray, float]:
+    """``(c, c0)``: the penalty is ``½ (λ_0 c0 w0² + Σ_l c_l (λ_w w_l² + λ_V ‖v_l‖²))``.
+
+    ``"none"``: c = 1, c0 = 1. ``"frequency"``: c_l = n_l, the number of rows in which
+    feature l is non-zero, and c0 = n (every row has the intercept).
+    """
+    if scaling == "frequency":
+        return np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64), float(X.shape[0])
+    return np.ones(X.shape[1]), 1.0
+
+
+def _penalty(w0, w, V, reg_w0, reg_w, reg_V, c, c0) -> float:
+    """The penalty of the written objective (V as (n_features, k))."""
+    w64 = w.astype(np.float64)
+    vsq = np.einsum("ij,ij->i", V, V, dtype=np.float64)
+    return 0.5 * (reg_w0 * c0 * float(w0) ** 2 + reg_w * float(c @ (w64 * w64)) + reg_V * float(c @ vsq))
+
+
+def _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V, scaling="none") -> float:
     """The written objective L (see the module docstring)."""
+    X = sp.csr_matrix(X)
+    c, c0 = _penalty_weights(X, scaling)
     yhat = _fm_decision(X, w0, w, V)
-    return float(_loss_values(loss, yhat, y).sum()) + _penalty(w0, w, V, reg_w0, reg_w, reg_V)
+    return float(_loss_values(loss, yhat, y).sum()) + _penalty(w0, w, V, reg_w0, reg_w, reg_V, c, c0)
 
 
-def _penalty(w0, w, V, reg_w0, reg_w, reg_V) -> float:
-    return 0.5 * (
-        reg_w0 * float(w0) ** 2
-        + reg_w * float(np.dot(w.astype(np.float64), w))
-        + reg_V * float(np.einsum("ij,ij->", V, V, dtype=np.float64))
-    )
-
-
-def _fm_gradient(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V):
-    """∇L as ``(d w0, d w, d V)``, computed by the SGD kernel on all rows as one batch."""
+def _fm_gradient(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V, scaling="none"):
+    """∇L as ``(d w0, d w, d V)``; the data part by the SGD kernel on all rows as one batch."""
     X = sp.csr_matrix(X, dtype=V.dtype)
     X.sort_indices()
     n = X.shape[0]
     k = V.shape[1]
+    c, c0 = _penalty_weights(X, scaling)
     binary = bool((X.data == 1).all())
     ws = _Workspace(n, max(X.nnz, 1), X.shape[1], k, V.dtype, np.int64)
     P = _param_matrix(w, V)
     _, g, uq, gw, gV = _sgd_batch(
         ws, X.indptr.astype(np.int64), X.indices.astype(np.int64), None if binary else X.data, _row_of_nnz(X), y, w0, P, loss
     )
-    dw = reg_w * w.astype(np.float64)
+    dw = reg_w * c * w.astype(np.float64)
     dw[uq] += gw
-    dV = reg_V * V.astype(np.float64)
+    dV = reg_V * c[:, None] * V.astype(np.float64)
     dV[uq] += gV
-    return float(g.sum()) + reg_w0 * w0, dw, dV
+    return float(g.sum()) + reg_w0 * c0 * w0, dw, dV
 
 
 # ====================================================================== groups
@@ -464,7 +480,7 @@ def _check_groups(X: sp.csr_matrix, groups) -> np.ndarray:
 class _Group:
     """One vectorised ALS step: features that never share a row."""
 
-    __slots__ = ("cols", "rows", "loc", "x", "x2sum", "starts", "counts", "n")
+    __slots__ = ("cols", "rows", "loc", "x", "x2sum", "starts", "counts", "n", "lam_w", "lam_V")
 
     def __init__(self, cols, rows, loc, x, x2sum, starts, counts):
         self.cols = cols  # feature indices (n,)
@@ -525,8 +541,8 @@ def _build_groups(X: sp.csr_matrix, groups: np.ndarray) -> list:
     return out
 
 
-def _cd_value(old: np.ndarray, A: np.ndarray, Bsum: np.ndarray, lam: float) -> np.ndarray:
-    """The coordinate optimum (old·A − B)/(A + λ), 0 where A + λ = 0."""
+def _cd_value(old: np.ndarray, A: np.ndarray, Bsum: np.ndarray, lam) -> np.ndarray:
+    """The coordinate optimum (old·A − B)/(A + λ), 0 where A + λ = 0 (λ scalar or per feature)."""
     den = A + lam
     num = old * A - Bsum
     out = np.zeros_like(num)
@@ -626,14 +642,15 @@ class FactorizationMachine(BaseRecommender):
         loss: str = "squared",
         solver: str = "sgd",
         iterations: int = 30,
-        learning_rate: float = 0.02,
-        batch_size: int = 512,
+        learning_rate: float = 0.03,
+        batch_size: int = 1024,
         schedule: str = "constant",
         power_t: float = 0.5,
-        reg: float = 5.0,
+        reg: float = 0.05,
         reg_w: Optional[float] = None,
         reg_V: Optional[float] = None,
         reg_w0: float = 0.0,
+        reg_scaling: str = "frequency",
         social_features: bool = True,
         tol: float = 0.0,
         random_state=None,
@@ -653,6 +670,7 @@ class FactorizationMachine(BaseRecommender):
         self.reg_w = reg_w
         self.reg_V = reg_V
         self.reg_w0 = reg_w0
+        self.reg_scaling = reg_scaling
         self.social_features = social_features
         self.tol = tol
         self.random_state = random_state
@@ -678,6 +696,7 @@ class FactorizationMachine(BaseRecommender):
             if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0):
                 raise self._bad_param(name, "None or a float >= 0")
         self._check_float("reg_w0", 0.0)
+        self._check_choice("reg_scaling", _REG_SCALINGS)
         self._check_bool("social_features")
         self._check_float("tol", 0.0)
         self._check_dtype()
@@ -1142,8 +1161,9 @@ class FactorizationMachine(BaseRecommender):
         k = V.shape[1]
         loss = self.loss
         reg_w0, reg_w, reg_V = self._regs()
+        c, c0 = _penalty_weights(X, self.reg_scaling)
         n_l = np.bincount(X.indices, minlength=n_feat).astype(np.float64)
-        n_l[n_l == 0] = 1.0
+        share = c / np.maximum(n_l, 1.0)  # penalty weight carried by one occurrence
         B = min(int(self.batch_size), n)
         eta0 = float(self.learning_rate)
         kappa = 0.25 if loss == "logistic" else 1.0  # bound on ℓ'' used for damping
@@ -1176,14 +1196,14 @@ class FactorizationMachine(BaseRecommender):
         # the reference for "exploding": the initial objective, estimated on a sample of rows
         sample = np.sort(perm0[:_L0_SAMPLE])
         L0 = float(_loss_values(loss, _fm_decision(X[sample], w0, w, V), y[sample]).sum()) * (n / len(sample))
-        L0 += _penalty(w0, w, V, reg_w0, reg_w, reg_V)
+        L0 += _penalty(w0, w, V, reg_w0, reg_w, reg_V, c, c0)
         history: list[float] = []
         self._store(w0, w, V, history)
         t0 = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(int(self.iterations)):
                 eta = eta0 if self.schedule == "constant" else eta0 / (1.0 + epoch) ** float(self.power_t)
-                step = _Step(eta, kappa, reg_w, reg_V, n_l)
+                step = _Step(eta, kappa, reg_w, reg_V, share)
                 block_order = rng.permutation(n_blocks)
                 if fixed_p is not None:
                     I = reshuffle(I_all)
@@ -1223,9 +1243,9 @@ class FactorizationMachine(BaseRecommender):
                         self._diverged(epoch, bl, L0)
                     data_loss += bl
                     d0 = 1.0 + eta * kappa * nb
-                    w0 = (w0 * d0 - eta * float(g.sum())) / (d0 + eta * reg_w0 * nb / n)
+                    w0 = (w0 * d0 - eta * float(g.sum())) / (d0 + eta * reg_w0 * c0 * nb / n)
                 w_cur, V_cur = P[:, k].copy(), np.ascontiguousarray(P[:, :k])
-                obj = data_loss + _penalty(w0, w_cur, V_cur, reg_w0, reg_w, reg_V)
+                obj = data_loss + _penalty(w0, w_cur, V_cur, reg_w0, reg_w, reg_V, c, c0)
                 if not np.isfinite(obj) or obj > _EXPLODE_FACTOR * max(L0, 1e-12):
                     self._diverged(epoch, obj, L0)
                 history.append(obj)
@@ -1247,13 +1267,18 @@ class FactorizationMachine(BaseRecommender):
         n = X.shape[0]
         k = V.shape[1]
         reg_w0, reg_w, reg_V = self._regs()
+        c, c0 = _penalty_weights(X, self.reg_scaling)
         grp = _build_groups(X, groups)
+        for G in grp:  # per-feature λ of the coordinate updates
+            G.lam_w = reg_w * c[G.cols]
+            G.lam_V = reg_V * c[G.cols]
         all_full = all(G.rows is None for G in grp)
         VT = np.ascontiguousarray(V.T)  # (k, n_features): factor f contiguous
         yd = y.astype(dt)
         e = np.empty(n, dtype=dt)
         q = np.empty(n, dtype=dt)
         buf = np.empty(n, dtype=dt)
+        buf2 = np.empty(n, dtype=dt)
         r = np.empty(n, dtype=dt)
         vx = [np.empty(n, dtype=dt) for _ in grp] if all_full else None
         history: list[float] = []
@@ -1265,7 +1290,7 @@ class FactorizationMachine(BaseRecommender):
                 e[:] = _fm_decision(X, w0, w, VT.T)
                 e -= yd
             # w0
-            w0_new = (w0 * n - float(e.sum(dtype=np.float64))) / (n + reg_w0)
+            w0_new = (w0 * n - float(e.sum(dtype=np.float64))) / (n + reg_w0 * c0)
             e += dt.type(w0_new - w0)
             w0 = w0_new
             # w, one group at a time (h = x)
@@ -1273,7 +1298,7 @@ class FactorizationMachine(BaseRecommender):
                 eg = e if G.rows is None else e[G.rows]
                 hx = eg if G.x is None else eg * G.x
                 old = w[G.cols].astype(np.float64)
-                new = _cd_value(old, G.x2sum, G.segsum(hx), reg_w)
+                new = _cd_value(old, G.x2sum, G.segsum(hx), G.lam_w)
                 w[G.cols] = new
                 d = G.expand((new - old).astype(dt), buf if G.rows is None else None)
                 if G.x is not None:
@@ -1283,26 +1308,44 @@ class FactorizationMachine(BaseRecommender):
                 else:
                     e[G.rows] += d
             # V, factor by factor, one group at a time
+            last = len(grp) - 1
             for f in range(k):
                 vf = VT[f]
-                own = [None] * len(grp)
-                if all_full:
-                    # q_f = Σ_groups x v_f[loc]; keep each group's own part for h
-                    for j, G in enumerate(grp):
-                        c = G.expand(vf[G.cols], vx[j])
-                        own[j] = c if G.x is None else np.multiply(c, G.x, out=vx[j])
-                    if len(grp) == 1:
-                        np.copyto(q, own[0])
-                    else:
-                        np.add(own[0], own[1], out=q)
-                        for c in own[2:]:
-                            q += c
-                else:
+                if not all_full:
                     q[:] = X @ vf
-                last = len(grp) - 1
+                    for j, G in enumerate(grp):
+                        if G.rows is None:
+                            own = G.expand(vf[G.cols], buf2)
+                            np.subtract(q, own if G.x is None else own * G.x, out=r)
+                            dq = self._cd_factor_full(G, vf, r, e, buf, buf2, reg_V, dt)
+                            if j < last:
+                                q += dq
+                        else:
+                            self._cd_factor_partial(G, vf, q, e, reg_V, dt, j < last)
+                    continue
+                # every group covers every row: q_f = Σ_groups own_g, own_g = x v_f[loc]
+                own = []
                 for j, G in enumerate(grp):
-                    self._als_factor_group(G, vf, q, e, r, buf, reg_V, dt, own[j], j < last)
-            obj = 0.5 * float(np.dot(e.astype(np.float64), e)) + _penalty(w0, w, VT, reg_w0, reg_w, reg_V)
+                    part = G.expand(vf[G.cols], vx[j])
+                    own.append(part if G.x is None else np.multiply(part, G.x, out=vx[j]))
+                if len(grp) == 1:
+                    r.fill(0)
+                    self._cd_factor_full(grp[0], vf, r, e, buf, buf2, reg_V, dt)
+                elif len(grp) == 2:
+                    # the other group's part is all of q but the own part: no q needed
+                    dq = self._cd_factor_full(grp[0], vf, own[1], e, buf, buf2, reg_V, dt)
+                    own[0] += dq
+                    self._cd_factor_full(grp[1], vf, own[0], e, buf, buf2, reg_V, dt)
+                else:
+                    np.add(own[0], own[1], out=q)
+                    for part in own[2:]:
+                        q += part
+                    for j, G in enumerate(grp):
+                        np.subtract(q, own[j], out=r)
+                        dq = self._cd_factor_full(G, vf, r, e, buf, buf2, reg_V, dt)
+                        if j < last:
+                            q += dq
+            obj = 0.5 * float(np.dot(e.astype(np.float64), e)) + _penalty(w0, w, VT.T, reg_w0, reg_w, reg_V, c, c0)
             history.append(obj)
             self._store(w0, w, np.ascontiguousarray(VT.T), history)
             if self._after_iteration(it, history):
@@ -1310,36 +1353,31 @@ class FactorizationMachine(BaseRecommender):
         self._finish(t0, history)
 
     @staticmethod
-    def _als_factor_group(G, vf, q, e, r, buf, reg_V, dt, own, update_q) -> None:
-        """Exact update of v_{l,f} for every feature l of group G (see the module notes).
+    def _cd_factor_full(G, vf, r, e, buf, buf2, reg_V, dt) -> np.ndarray:
+        """Exact update of v_{l,f} for every feature l of a group that covers every row.
 
-        ``own`` holds the group's part ``x v_f[loc]`` of q (full groups, else None);
-        ``update_q=False`` skips maintaining q (nothing reads it before it is rebuilt).
+        ``r`` is q_f minus the group's own part (left unchanged), so ``h = x r``. Updates
+        ``vf`` and ``e``; returns the change of q_f, ``x δ[loc]``.
         """
         v = vf[G.cols]
-        if G.rows is None:
-            # every row has exactly one feature of the group: work in place on full arrays
-            if own is None:
-                own = G.expand(v, buf)
-                if G.x is not None:
-                    own = own * G.x
-            np.subtract(q, own, out=r)  # q minus the group's own contribution
-            if G.x is not None:
-                r *= G.x  # h = x (q − v x)
-            np.multiply(r, r, out=buf)
-            A = G.segsum(buf)
-            np.multiply(r, e, out=buf)
-            Bs = G.segsum(buf)
-            new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
-            delta = (new - v).astype(dt)
-            vf[G.cols] = new
-            d = G.expand(delta, buf)
-            if update_q:
-                q += d if G.x is None else d * G.x
-            np.multiply(d, r, out=buf)  # δ h
-            e += buf
-            return
+        h = r if G.x is None else r * G.x
+        np.multiply(h, h, out=buf)
+        A = G.segsum(buf)
+        np.multiply(h, e, out=buf)
+        Bs = G.segsum(buf)
+        new = _cd_value(v.astype(np.float64), A, Bs, G.lam_V)
+        delta = (new - v).astype(dt)
+        vf[G.cols] = new
+        d = G.expand(delta, buf2)
+        np.multiply(d, h, out=buf)  # δ h
+        e += buf
+        return d if G.x is None else np.multiply(d, G.x, out=buf2)
+
+    @staticmethod
+    def _cd_factor_partial(G, vf, q, e, reg_V, dt, update_q) -> None:
+        """As :meth:`_cd_factor_full` for a group that covers only ``G.rows``, with q."""
         rows = G.rows
+        v = vf[G.cols]
         vx = G.expand(v)
         if G.x is not None:
             vx = vx * G.x
@@ -1348,7 +1386,7 @@ class FactorizationMachine(BaseRecommender):
             h *= G.x
         A = G.segsum(h * h)
         Bs = G.segsum(h * e[rows])
-        new = _cd_value(v.astype(np.float64), A, Bs, reg_V)
+        new = _cd_value(v.astype(np.float64), A, Bs, G.lam_V)
         delta = (new - v).astype(dt)
         vf[G.cols] = new
         d = G.expand(delta)

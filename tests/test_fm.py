@@ -41,12 +41,15 @@ def naive_fm(X, w0, w, V):
     return out
 
 
-def naive_coordinate_descent(X, y, w0, w, V, lam0, lamw, lamV, iterations, order=None):
+def naive_coordinate_descent(X, y, w0, w, V, lam0, lamw, lamV, iterations, order=None, scaling="none"):
     """libFM's ALS written one scalar parameter at a time, features in column order (or
-    ``order``) — the reference."""
+    ``order``) — the reference. ``scaling="frequency"`` multiplies λ by the number of rows
+    where the parameter's feature is non-zero (n for w0)."""
     D = X.toarray()
     n, p = D.shape
     order = range(p) if order is None else order
+    c = (D != 0).sum(0) if scaling == "frequency" else np.ones(p)
+    c0 = n if scaling == "frequency" else 1
     k = V.shape[1]
     w, V = w.astype(float).copy(), V.astype(float).copy()
 
@@ -56,19 +59,19 @@ def naive_coordinate_descent(X, y, w0, w, V, lam0, lamw, lamV, iterations, order
 
     for _ in range(iterations):
         e = naive_fm(D, w0, w, V) - y
-        new = solve(w0, np.ones(n), e, lam0)
+        new = solve(w0, np.ones(n), e, lam0 * c0)
         e += new - w0
         w0 = new
         for l in order:
             h = D[:, l]
-            new = solve(w[l], h, e, lamw)
+            new = solve(w[l], h, e, lamw * c[l])
             e += (new - w[l]) * h
             w[l] = new
         for f in range(k):
             q = D @ V[:, f]
             for l in order:
                 h = D[:, l] * (q - V[l, f] * D[:, l])
-                new = solve(V[l, f], h, e, lamV)
+                new = solve(V[l, f], h, e, lamV * c[l])
                 e += (new - V[l, f]) * h
                 q += (new - V[l, f]) * D[:, l]
                 V[l, f] = new
@@ -147,9 +150,10 @@ def test_linear_time_prediction_equals_naive_double_sum(dtype):
     np.testing.assert_allclose(m.decision_function_matrix(X), naive_fm(X, m.w0_, m.w_, m.V_), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("scaling", ["none", "frequency"])
 @pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_gradient_of_the_written_objective_matches_finite_differences(loss, binary):
+def test_gradient_of_the_written_objective_matches_finite_differences(loss, binary, scaling):
     rng = np.random.default_rng(11)
     n, p, k = 40, 12, 3
     X = sp.random(n, p, density=0.3, random_state=5, format="csr")
@@ -167,10 +171,10 @@ def test_gradient_of_the_written_objective_matches_finite_differences(loss, bina
             y[np.abs(1 - m) < 0.05] *= -1
             assert np.abs(1 - y * naive_fm(X, w0, w, V)).min() > 0.01
     regs = (0.3, 0.7, 1.3)
-    g0, gw, gV = _fm_gradient(X, y, w0, w, V, loss, *regs)
+    g0, gw, gV = _fm_gradient(X, y, w0, w, V, loss, *regs, scaling=scaling)
 
     def L(w0_, w_, V_):
-        return _fm_objective(X, y, w0_, w_, V_, loss, *regs)
+        return _fm_objective(X, y, w0_, w_, V_, loss, *regs, scaling=scaling)
 
     eps = 1e-6
     fd0 = (L(w0 + eps, w, V) - L(w0 - eps, w, V)) / (2 * eps)
@@ -191,7 +195,9 @@ def test_gradient_of_the_written_objective_matches_finite_differences(loss, bina
         "logistic": np.log1p(np.exp(-y * yhat)),
         "hinge": np.maximum(0, 1 - y * yhat),
     }[loss].sum()
-    pen = 0.5 * (0.3 * w0**2 + 0.7 * (w @ w) + 1.3 * (V**2).sum())
+    c = (X.toarray() != 0).sum(0) if scaling == "frequency" else np.ones(p)
+    c0 = n if scaling == "frequency" else 1
+    pen = 0.5 * (0.3 * c0 * w0**2 + 0.7 * (c @ w**2) + 1.3 * (c @ (V**2).sum(1)))
     assert L(w0, w, V) == pytest.approx(data + pen, rel=1e-12)
 
 
@@ -205,7 +211,7 @@ def test_sgd_step_is_the_documented_damped_update(binary):
     w0, w, V = 0.1, rng.normal(size=p) * 0.3, rng.normal(size=(p, k)) * 0.3
     y = rng.normal(size=n)
     eta, kappa, lw, lv = 0.05, 1.0, 0.4, 0.9
-    n_l = np.bincount(X.indices, minlength=p).astype(float) + 2.0  # pretend more rows exist
+    share = rng.uniform(0.2, 1.5, p)  # penalty weight per occurrence, c_l / n_l
 
     # the formula: G from the dense gradient; H_w = Σ x²; H_V = Σ x_l² Σ_{m≠l} x_m² ‖v_m‖²
     D = X.toarray()
@@ -220,16 +226,16 @@ def test_sgd_step_is_the_documented_damped_update(binary):
     act = c > 0
     w_exp, V_exp = w.copy(), V.copy()
     dw = 1 + eta * kappa * Hw
-    w_exp[act] = ((w * dw - eta * Gw) / (dw + eta * lw * c / n_l))[act]
+    w_exp[act] = ((w * dw - eta * Gw) / (dw + eta * lw * c * share))[act]
     dv = 1 + eta * kappa * HV
-    V_exp[act] = ((V * dv[:, None] - eta * GV) / (dv + eta * lv * c / n_l)[:, None])[act]
+    V_exp[act] = ((V * dv[:, None] - eta * GV) / (dv + eta * lv * c * share)[:, None])[act]
 
     P = _param_matrix(w, V)
     ws = _Workspace(n, X.nnz, p, k, np.float64, np.int64)
     row = np.repeat(np.arange(n), np.diff(X.indptr))
     yhat, g_k = _sgd_batch(
         ws, X.indptr.astype(np.int64), X.indices.astype(np.int64), None if binary else X.data, row, y, w0, P, "squared",
-        _Step(eta, kappa, lw, lv, n_l),
+        _Step(eta, kappa, lw, lv, share),
     )
     np.testing.assert_allclose(yhat, naive_fm(D, w0, w, V), atol=1e-12)
     np.testing.assert_allclose(g_k, g, atol=1e-12)
@@ -253,8 +259,9 @@ def _mixed_design(seed=0, n=120):
     return X, 3 + rng.normal(size=n)
 
 
+@pytest.mark.parametrize("scaling", ["none", "frequency"])
 @pytest.mark.parametrize("design", ["mixed", "one-hot"])
-def test_als_vectorised_groups_equal_sequential_coordinate_descent(design):
+def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scaling):
     """Updating a whole group of never-co-occurring features at once is exact."""
     if design == "mixed":
         X, y = _mixed_design()
@@ -264,20 +271,26 @@ def test_als_vectorised_groups_equal_sequential_coordinate_descent(design):
         order = np.lexsort((i, u))  # row order sorted by user: the reduceat/repeat path
         X, y = one_hot_design(u[order], i[order], 9, 6), 3 + rng.normal(size=150)
     k, its = 3, _ALS_RESYNC + 2  # beyond one residual resync
-    m = FactorizationMachine(factors=k, solver="als", reg=0.5, reg_w=0.2, reg_w0=0.1, iterations=its, random_state=0)
+    f = 0.01 if scaling == "frequency" else 1.0
+    m = FactorizationMachine(
+        factors=k, solver="als", reg=0.5 * f, reg_w=0.2 * f, reg_w0=0.1 * f, reg_scaling=scaling, iterations=its, random_state=0
+    )
     m.fit_matrix(X, y)
-    w0, w, V = naive_coordinate_descent(X, y, y.mean(), np.zeros(X.shape[1]), initial_params(X, k, 0), 0.1, 0.2, 0.5, its)
+    w0, w, V = naive_coordinate_descent(
+        X, y, y.mean(), np.zeros(X.shape[1]), initial_params(X, k, 0), 0.1 * f, 0.2 * f, 0.5 * f, its, scaling=scaling
+    )
     assert m.w0_ == pytest.approx(w0, abs=1e-10)
     np.testing.assert_allclose(m.w_, w, atol=1e-10)
     np.testing.assert_allclose(m.V_, V, atol=1e-10)
     # the reported objective is the written one at the final parameters
-    assert m.loss_history_[-1] == pytest.approx(_fm_objective(X, y, m.w0_, m.w_, m.V_, "squared", 0.1, 0.2, 0.5), rel=1e-10)
+    objective = _fm_objective(X, y, m.w0_, m.w_, m.V_, "squared", 0.1 * f, 0.2 * f, 0.5 * f, scaling=scaling)
+    assert m.loss_history_[-1] == pytest.approx(objective, rel=1e-10)
 
 
 def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames):
     """Same check on fit()'s design: one-hot blocks plus coloured groups of friend columns."""
     ratings, social = frames
-    m = FactorizationMachine(factors=2, solver="als", reg=0.7, iterations=3, random_state=1).fit(ratings, social)
+    m = FactorizationMachine(factors=2, solver="als", reg=0.07, iterations=3, random_state=1).fit(ratings, social)
     groups = m.groups_[m.feature_blocks_["social"]]
     assert 1 < len(np.unique(groups)) < 40  # friend columns were coloured into a few groups
     X = m.design_matrix(ratings)
@@ -286,7 +299,9 @@ def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames):
     first = {g: c for c, g in reversed(list(enumerate(m.groups_)))}
     order = sorted(range(X.shape[1]), key=lambda c: (first[m.groups_[c]], c))
     assert order != sorted(order)
-    w0, w, V = naive_coordinate_descent(X, y, y.mean(), np.zeros(X.shape[1]), initial_params(X, 2, 1), 0.0, 0.7, 0.7, 3, order)
+    w0, w, V = naive_coordinate_descent(
+        X, y, y.mean(), np.zeros(X.shape[1]), initial_params(X, 2, 1), 0.0, 0.07, 0.07, 3, order, scaling="frequency"
+    )
     np.testing.assert_allclose(m.w_, w, atol=1e-9)
     np.testing.assert_allclose(m.V_, V, atol=1e-9)
 
@@ -318,8 +333,8 @@ def planted():
 @pytest.mark.parametrize(
     "params",
     [
-        dict(solver="sgd", learning_rate=0.01, batch_size=64, iterations=60, reg=0.1, schedule="invscaling", power_t=0.25),
-        dict(solver="als", iterations=25, reg=0.5),
+        dict(solver="sgd", learning_rate=0.01, batch_size=64, iterations=60, reg=0.001, schedule="invscaling", power_t=0.25),
+        dict(solver="als", iterations=25, reg=0.001),
     ],
     ids=["sgd", "als"],
 )
@@ -337,14 +352,16 @@ def test_learns_a_planted_fm_with_pairwise_interactions(planted, params):
         assert len(h) == 25 and (np.diff(h) <= 1e-10 * np.abs(h[:-1])).all()  # never rises
 
 
-def test_sgd_and_als_minimise_the_same_objective(planted):
+@pytest.mark.parametrize("scaling, reg", [("none", 2.0), ("frequency", 0.02)])
+def test_sgd_and_als_minimise_the_same_objective(planted, scaling, reg):
     Xtr, ytr = planted[0], planted[1]
-    common = dict(factors=3, reg=2.0, init_scale=0.3, random_state=0)
+    common = dict(factors=3, reg=reg, reg_scaling=scaling, init_scale=0.3, random_state=0)
     als = FactorizationMachine(solver="als", iterations=60, **common).fit_matrix(Xtr, ytr)
     sgd = FactorizationMachine(solver="sgd", iterations=80, learning_rate=0.02, batch_size=32, schedule="invscaling", **common)
     sgd.fit_matrix(Xtr, ytr)
-    L = lambda m: _fm_objective(Xtr, ytr, m.w0_, m.w_, m.V_, "squared", 0.0, 2.0, 2.0)  # noqa: E731
+    L = lambda m: _fm_objective(Xtr, ytr, m.w0_, m.w_, m.V_, "squared", 0.0, reg, reg, scaling)  # noqa: E731
     assert L(sgd) == pytest.approx(L(als), rel=0.05)
+    assert als.loss_history_[-1] == pytest.approx(L(als), rel=1e-10)
 
 
 @pytest.mark.parametrize("loss", ["logistic", "hinge"])
@@ -353,7 +370,7 @@ def test_classification_on_separable_data(loss, coding):
     X, _, clean = planted_fm(n=3000, noise=0.0, seed=5)
     score = clean - np.median(clean)
     y = np.where(score > 0, coding[1], coding[0])
-    m = FactorizationMachine(factors=3, loss=loss, learning_rate=0.05, batch_size=64, iterations=40, reg=0.1, init_scale=0.3, random_state=0)
+    m = FactorizationMachine(factors=3, loss=loss, learning_rate=0.05, batch_size=64, iterations=40, reg=0.001, init_scale=0.3, random_state=0)
     m.fit_matrix(X[:2400], y[:2400])
     pred = m.predict_matrix(X[2400:])
     assert set(np.unique(pred)) <= set(coding)
@@ -371,7 +388,7 @@ def test_classification_on_separable_data(loss, coding):
 def test_float32_batch_sizes_and_classic_sgd(planted):
     Xtr, ytr, Xte, yte, _ = planted
     for params in [dict(dtype="float32", batch_size=256), dict(batch_size=1, iterations=3), dict(solver="als", dtype="float32")]:
-        base = dict(factors=3, iterations=15, learning_rate=0.01, reg=0.1, init_scale=0.3, random_state=0)
+        base = dict(factors=3, iterations=15, learning_rate=0.01, reg=0.001, init_scale=0.3, random_state=0)
         m = FactorizationMachine(**{**base, **params}).fit_matrix(Xtr, ytr)
         assert m.V_.dtype == np.dtype(params.get("dtype", "float64"))
         err = rmse(m.predict_matrix(Xte), yte)
@@ -475,7 +492,7 @@ def frames():
 @pytest.mark.parametrize("solver", ["sgd", "als"])
 def test_dataframe_fit_predict_recommend(frames, solver):
     ratings, social = frames
-    model = FactorizationMachine(factors=4, solver=solver, iterations=20, reg=1.0, random_state=0)
+    model = FactorizationMachine(factors=4, solver=solver, iterations=20, random_state=0)
     before = model.get_params()
     with pytest.raises(NotFittedError, match="not fitted"):
         model.predict(ratings)
@@ -509,7 +526,7 @@ def test_dataframe_fit_predict_recommend(frames, solver):
 
 def test_social_only_users_are_scored_from_their_friends(frames):
     ratings, social = frames
-    m = FactorizationMachine(factors=4, solver="als", iterations=15, reg=1.0, random_state=0).fit(ratings, social)
+    m = FactorizationMachine(factors=4, solver="als", iterations=15, random_state=0).fit(ratings, social)
     assert {"s1", "s2"} <= set(m.users_) and "s1" not in set(ratings["user"])
     rec = m.recommend(["s1", "s2"], n=len(m.items_))
     assert len(rec) == 2 * len(m.items_)  # nothing seen, everything ranked
@@ -521,7 +538,7 @@ def test_social_only_users_are_scored_from_their_friends(frames):
     item_only = m.decision_function_matrix(m.design_matrix(pd.DataFrame({"user": "nobody", "item": items})))
     assert np.abs(s1.to_numpy() - item_only).max() > 1e-3
     # without social features the two get identical (item-only) scores
-    plain = FactorizationMachine(factors=4, solver="als", iterations=15, reg=1.0, social_features=False, random_state=0)
+    plain = FactorizationMachine(factors=4, solver="als", iterations=15, social_features=False, random_state=0)
     plain.fit(ratings, social)
     assert "social" not in plain.feature_blocks_
     r = plain.recommend(["s1", "s2"], n=5)
@@ -558,7 +575,7 @@ def test_side_features_and_classification_frames(frames):
         FactorizationMachine().fit(ratings, user_features=pd.concat([uf, uf.iloc[:1]]))
     # labels in the rating column: predict gives labels, predict_proba probabilities
     liked = ratings.assign(rating=(ratings["rating"] > 3).astype(int))
-    clf = FactorizationMachine(factors=3, loss="logistic", iterations=30, learning_rate=0.05, reg=0.5, random_state=0).fit(liked)
+    clf = FactorizationMachine(factors=3, loss="logistic", iterations=30, learning_rate=0.05, reg=0.01, random_state=0).fit(liked)
     pred = clf.predict(liked)
     assert set(np.unique(pred)) <= {0, 1} and (pred == liked["rating"]).mean() > 0.8
     proba = clf.predict_proba(liked)
