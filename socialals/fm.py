@@ -265,14 +265,11 @@ def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarr
     XVe = _spmm(B, n_feat, indptr, idx, x, P, ws.XVe[:B])
     XV = XVe[:, :k]
     lin = XVe[:, k]
-    vsq_nz = P[idx, k + 1]
     if val is None:
         sq = XVe[:, k + 1]
-        own = vsq_nz  # x² ‖v_l‖² per non-zero
     else:
         x2 = val * val
-        own = x2 * vsq_nz
-        sq = np.bincount(rown, own, minlength=B).astype(dt)
+        sq = np.bincount(rown, x2 * P[idx, k + 1], minlength=B).astype(dt)
     xx = np.einsum("ij,ij->i", XV, XV)
     yhat = w0 + lin + 0.5 * (xx - sq)
     g = _loss_derivative(loss, yhat, y).astype(dt, copy=False)
@@ -287,7 +284,7 @@ def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarr
     ws.local[uq] = ws.arange[:na]
     inv = ws.local[idx]
 
-    gx = g[rown] * x
+    gx = g[rown] if val is None else g[rown] * val
     gw = np.bincount(inv, gx, minlength=na)
     gx2 = gw if val is None else np.bincount(inv, gx * val, minlength=na)
     S = ws.S[:na]
@@ -298,17 +295,18 @@ def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarr
         return yhat, g, uq, gw, gV
 
     cnt = np.bincount(inv, minlength=na)
-    others = sq[rown] - own  # Σ_{m≠l} x_m² ‖v_m‖² per non-zero
+    Pu = np.take(P, uq, axis=0)
+    # H_V,l = Σ_i x_il² (sq_i − x_il² ‖v_l‖²), sq_i = Σ_m x_im² ‖v_m‖²
+    sq_nz = sq[rown]
     if val is None:
         Hw = cnt
-        HV = np.bincount(inv, others, minlength=na)
+        HV = np.bincount(inv, sq_nz, minlength=na) - cnt * Pu[:, k + 1]
     else:
         Hw = np.bincount(inv, x2, minlength=na)
-        HV = np.bincount(inv, x2 * others, minlength=na)
+        HV = np.bincount(inv, x2 * sq_nz, minlength=na) - np.bincount(inv, x2 * x2, minlength=na) * Pu[:, k + 1]
     np.maximum(HV, 0.0, out=HV)
     eta, ek = step.eta, step.eta * step.kappa
     frac = cnt * step.share[uq]
-    Pu = np.take(P, uq, axis=0)
     # w: (w (1 + ηκ Hw) − η gw) / (1 + ηκ Hw + η λ_w c / n)
     dw = 1.0 + ek * Hw
     w_new = (Pu[:, k] * dw - eta * gw) / (dw + (eta * step.reg_w) * frac)
@@ -321,8 +319,13 @@ def _sgd_batch(ws: _Workspace, indptr, idx, val, rown, y, w0: float, P: np.ndarr
     _spmm_t(na, B, indptr, inv, -(gx * beta[inv]), XVe, S)
     S[:, k] = w_new
     S[:, k + 1] = np.einsum("ij,ij->i", S[:, :k], S[:, :k])
-    P[uq] = S
+    _as_records(P)[uq] = _as_records(S)  # row scatter, each row copied as one record
     return yhat, g
+
+
+def _as_records(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous 2-D array seen as a 1-D array of row records (fast row scatter)."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
 
 
 def _param_matrix(w: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -395,14 +398,12 @@ def _contiguous_runs(X: sp.csr_matrix, n_features: int) -> np.ndarray:
     cut = np.zeros(n_features, dtype=bool)
     if len(right):
         # for each right end r, the largest left end l: a cut is needed in (l, r]
-        order = np.lexsort((left, right))
-        r_sorted, l_sorted = right[order], left[order]
-        last = np.ones(len(r_sorted), dtype=bool)
-        last[:-1] = r_sorted[1:] != r_sorted[:-1]
-        rs, need = r_sorted[last], l_sorted[last]
+        need = np.full(n_features, -1, dtype=np.int64)
+        np.maximum.at(need, right, left)
+        rs = np.flatnonzero(need >= 0)
         # greedy interval stabbing by right end gives the minimum number of cuts
         last_cut = 0
-        for r, l in zip(rs.tolist(), need.tolist()):
+        for r, l in zip(rs.tolist(), need[rs].tolist()):
             if l >= last_cut:
                 cut[r] = True
                 last_cut = r
@@ -507,20 +508,25 @@ class _Group:
 
 def _build_groups(X: sp.csr_matrix, groups: np.ndarray) -> list:
     n = X.shape[0]
+    p = X.shape[1]
     row = _row_of_nnz(X)
-    col = X.indices.astype(np.int64)
+    col = X.indices.astype(np.intp)
     g_nnz = groups[col]
-    order = np.argsort(g_nnz, kind="stable")  # rows stay ascending within a group
+    small = np.int16 if int(groups.max(initial=0)) < 2**15 else np.int64  # radix sort for small ids
+    order = np.argsort(g_nnz.astype(small), kind="stable")  # rows stay ascending within a group
     g_sorted = g_nnz[order]
     bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1], True])
     out = []
+    present = np.zeros(p, dtype=bool)
     for a, b in zip(bounds[:-1], bounds[1:]):
         sel = order[a:b]
         rows = row[sel]
         cols_nz = col[sel]
         x = X.data[sel]
-        cols, loc = np.unique(cols_nz, return_inverse=True)
-        loc = loc.astype(np.intp)
+        present[:] = False
+        present[cols_nz] = True
+        cols = np.flatnonzero(present)
+        loc = (np.cumsum(present) - 1)[cols_nz].astype(np.intp)
         x2sum = np.bincount(loc, x.astype(np.float64) ** 2, minlength=len(cols))
         full = len(rows) == n
         starts = None
