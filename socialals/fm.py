@@ -952,8 +952,6 @@ class FactorizationMachine(BaseRecommender):
         dt = self._check_dtype()
         user_features, item_features = self._side
         n_users, n_items = data.n_users, data.n_items
-        ZU = [sp.identity(n_users, dtype=dt, format="csr")]
-        ZI = [sp.identity(n_items, dtype=dt, format="csr")]
         blocks = {"user": slice(0, n_users), "item": slice(n_users, n_users + n_items)}
         pos = n_users + n_items
         u_extra, i_extra = [], []
@@ -1037,7 +1035,7 @@ class FactorizationMachine(BaseRecommender):
         if not frame.index.is_unique:
             dup = frame.index[frame.index.duplicated()].unique()[:5].tolist()
             raise ValueError(f"'{name}' has duplicate index label(s) {dup}; one row per label is needed.")
-        bad_cols = [c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c]) is False and not pd.api.types.is_numeric_dtype(frame[c])]
+        bad_cols = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad_cols:
             raise ValueError(f"'{name}' column(s) {bad_cols[:5]} are not numeric.")
         values = frame.to_numpy(dtype=np.float64)
