@@ -547,6 +547,8 @@ class _Group:
 def _build_groups(X: sp.csr_matrix, groups: np.ndarray) -> list:
     n = X.shape[0]
     p = X.shape[1]
+    if X.nnz == 0:
+        return []
     row = _row_of_nnz(X)
     col = X.indices.astype(np.intp)
     g_nnz = groups[col]
@@ -1320,7 +1322,7 @@ class FactorizationMachine(BaseRecommender):
         for G in grp:  # per-feature λ of the coordinate updates
             G.lam_w = reg_w * c[G.cols]
             G.lam_V = reg_V * c[G.cols]
-        all_full = all(G.rows is None for G in grp)
+        all_full = bool(grp) and all(G.rows is None for G in grp)
         VT = np.ascontiguousarray(V.T)  # (k, n_features): factor f contiguous
         yd = y.astype(dt)
         e = np.empty(n, dtype=dt)

@@ -395,6 +395,20 @@ def test_float32_batch_sizes_and_classic_sgd(planted):
         assert np.isfinite(err) and err < 0.5 * ridge_rmse(Xtr, ytr, Xte, yte), params
 
 
+def test_empty_rows_odd_batches_and_degenerate_inputs():
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 20, density=0.1, random_state=1, format="csr")  # 28 rows without features
+    y = rng.normal(size=300)
+    assert (np.diff(X.indptr) == 0).sum() > 0
+    for params in [dict(batch_size=1), dict(batch_size=7), dict(batch_size=1000), dict(solver="als")]:
+        m = FactorizationMachine(factors=2, iterations=3, random_state=0, **params).fit_matrix(X, y)
+        assert np.isfinite(m.loss_history_).all() and m.loss_history_[-1] < m.loss_history_[0]
+        np.testing.assert_allclose(m.decision_function_matrix(X), naive_fm(X, m.w0_, m.w_, m.V_), atol=1e-10)
+    for solver in ["sgd", "als"]:  # no feature at all: only the intercept can learn
+        m = FactorizationMachine(factors=2, solver=solver, iterations=2).fit_matrix(np.zeros((3, 2)), [1.0, 2.0, 3.0])
+        assert m.w0_ == pytest.approx(2.0) and not m.V_.any()
+
+
 def test_divergence_is_reported_with_advice():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 6)) * 3
