@@ -95,6 +95,10 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=None, help="SGD batch size (default: 4096 for k <= 32, else 2048)")
     ap.add_argument("--learning-rate", type=float, default=None, help="SGD learning rate (default: the model's)")
     ap.add_argument("--reg", type=float, default=None, help="λ (default: the model's)")
+    ap.add_argument(
+        "--reg-scaling", choices=["frequency", "none"], default=None,
+        help="penalty weights (default: the model's, 'frequency'); 'none' is libFM/fastFM ALS's objective",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -117,6 +121,8 @@ def main(argv=None):
         extra["learning_rate"] = args.learning_rate
     if args.reg is not None:
         extra["reg"] = args.reg
+    if args.reg_scaling is not None:
+        extra["reg_scaling"] = args.reg_scaling
 
     rows = []
     for solver in args.solver:
