@@ -52,7 +52,7 @@ import dataclasses
 import json
 import numbers
 import os
-import tempfile
+import uuid
 import warnings
 import zipfile
 from pathlib import Path
@@ -158,7 +158,7 @@ def _encode(name: str, value: Any, arrays: dict) -> dict:
         labels, label_kind = _label_array(name, value)
         arrays[key] = labels
         dtype = str(value.dtype)
-        return {"kind": "index", "labels": label_kind, "dtype": dtype, "name": _index_name(name, value)}
+        return {"kind": "index", "labels": label_kind, "dtype": dtype, "name": _index_name(value)}
     if sp.issparse(value):
         csr = value.tocsr()
         for part in _SPARSE_PARTS:
@@ -191,7 +191,7 @@ def _encode(name: str, value: Any, arrays: dict) -> dict:
     )
 
 
-def _index_name(attr: str, index: pd.Index):
+def _index_name(index: pd.Index):
     name = index.name
     if name is None or isinstance(name, (str, bool, int, float)):
         return name
@@ -271,15 +271,19 @@ def save_model(model, path: PathLike) -> Path:
     arrays[_META_KEY] = np.array(json.dumps(meta))
 
     path = Path(os.fspath(path))
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"Cannot save the model to {str(path)!r}: folder {str(path.parent)!r} does not exist.")
+    if path.is_dir():
+        raise IsADirectoryError(f"Cannot save the model to {str(path)!r}: it is a directory.")
+    # Write next to the target, then rename: a crash never leaves a half-written model.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             np.savez(handle, **arrays)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
     return path
 
@@ -417,6 +421,11 @@ def load_model(path: PathLike, expected=None):
             model = cls(**meta["params"])
         except TypeError as exc:
             raise _Bad(f"its parameters do not fit {cls_name} ({exc})") from exc
+        private = set(_ALWAYS_PRIVATE) | set(getattr(cls, "_saved_private_attributes", ()))
+        for name in meta["attributes"]:
+            public = name.endswith("_") and not name.startswith("_") and name.isidentifier()
+            if not (public or name in private):
+                raise _Bad(f"it names an attribute {name!r} that is not a learned attribute of {cls_name}")
         restored = {name: _decode(name, spec, arrays) for name, spec in meta["attributes"].items()}
         if "users_" not in restored or "_seen" not in restored:
             raise _Bad("it does not hold a fitted model (users_ or _seen is missing)")

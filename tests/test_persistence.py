@@ -296,6 +296,8 @@ def test_pickled_content_is_refused(tmp_path, saved):
         (lambda m: m["params"].update(bogus=1), "parameters do not fit"),
         (lambda m: m["attributes"]["users_"].update(kind="pickle"), "unknown kind"),
         (lambda m: m.pop("attributes"), "'attributes' is missing"),
+        (lambda m: m["attributes"].update(__class__={"kind": "scalar", "value": 1}), "'__class__' that is not"),
+        (lambda m: m["attributes"].update(predict={"kind": "none"}), "'predict' that is not"),
     ],
 )
 def test_bad_metadata(saved, tmp_path, edit, message):
@@ -329,3 +331,16 @@ def test_save_replaces_existing_file(saved):
     assert type(loaded) is RegularizedALS
     np.testing.assert_array_equal(loaded.predict(ratings), fitted.predict(ratings))
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+def test_save_into_missing_folder(tmp_path):
+    fitted, _ = _fitted(MODELS[0])
+    with pytest.raises(FileNotFoundError, match="folder .*nowhere.* does not exist"):
+        fitted.save(tmp_path / "nowhere" / "m.npz")
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    fitted, _ = _fitted(MODELS[0])
+    fitted.save(tmp_path / "m.npz")
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "m.npz").stat().st_mode == (tmp_path / "plain").stat().st_mode
