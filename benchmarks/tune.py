@@ -24,7 +24,7 @@ Usage::
     python benchmarks/tune.py                         # synthetic, filmtrust and ciao
     python benchmarks/tune.py --data filmtrust --cv 3 --jobs 2
 
-Runtime on 2 cores: synthetic ~1 min, FilmTrust ~1 min, Ciao ~10 min.
+Runtime on 2 cores (measured): synthetic ~1 min, FilmTrust ~1 min, Ciao ~8 min.
 """
 
 from __future__ import annotations
