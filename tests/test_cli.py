@@ -127,12 +127,6 @@ def test_compare_errors(capsys, tmp_path, small_csv):
     _fails(capsys, ["compare", "--data", str(tmp_path / "folder")], "neither FilmTrust files")
 
 
-def test_fm_unavailable_is_a_clear_error(capsys, monkeypatch):
-    if "FactorizationMachine" in cli.available_models():
-        pytest.skip("socialals.fm is installed")
-    _fails(capsys, ["compare", *TINY, "--models", "FM"], "FactorizationMachine", "not available")
-
-
 def test_argument_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["compare", "--folds", "two"])
