@@ -113,12 +113,45 @@ def _solve(M, rhs):
 
 
 def _task_pinv_small(rows, n, indptr, indices, targets, Yx, want_sse):
+    """Minimum-norm least squares for n < k: x = A^T (A A^T)^+ t."""
     idx, t = _gather(indptr, indices, targets, rows, n, Yx.shape[0] - 1)
     A = Yx[idx]
     t = t.astype(Yx.dtype)
-    x = np.matmul(np.linalg.pinv(A, _PINV_RCOND), t[..., None])[..., 0]
+    if n == 1:
+        a = A[:, 0]
+        nrm = np.einsum("bk,bk->b", a, a)
+        scale = np.divide(t[:, 0], nrm, out=np.zeros_like(nrm), where=nrm > 0)
+        x = a * scale[:, None]
+    else:
+        M = np.einsum("bik,bjk->bij", A, A) if n < 8 else np.matmul(A, A.transpose(0, 2, 1))
+        x = _tmul(_robust_solve(M, t), A)
     sse = _sse(A, t, x) if want_sse else None
     return rows, x, sse
+
+
+def _robust_solve(M, rhs):
+    """Solve SPD systems; a singular or nearly singular one gets the pseudo-inverse solution.
+
+    The decision is made per matrix (a Cholesky factor that fails or has a pivot below
+    1e-12 of the largest diagonal entry), so it never depends on batch composition.
+    """
+    chol = getattr(getattr(np.linalg, "_umath_linalg", None), "cholesky_lo", None)
+    ok = np.zeros(len(M), dtype=bool)
+    if chol is not None:
+        with np.errstate(all="ignore"):
+            Lf = chol(M.astype(np.float64))
+        d = np.diagonal(Lf, axis1=1, axis2=2) ** 2
+        scale = np.diagonal(M, axis1=1, axis2=2).max(axis=1)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(d).all(axis=1) & (d.min(axis=1) > 1e-12 * scale)
+    x = np.empty(rhs.shape, dtype=rhs.dtype)
+    if ok.any():
+        x[ok] = _solve(M[ok], rhs[ok])
+    bad = ~ok
+    if bad.any():
+        P = np.linalg.pinv(M[bad].astype(np.float64), _PINV_RCOND, hermitian=True)
+        x[bad] = np.matmul(P, rhs[bad].astype(np.float64)[..., None])[..., 0]
+    return x
 
 
 def _task_gram(rows, L, indptr, indices, targets, Yx, diag, extra, want_sse, robust):
@@ -133,14 +166,7 @@ def _task_gram(rows, L, indptr, indices, targets, Yx, diag, extra, want_sse, rob
     b = _tmul(t, A)
     if extra is not None:
         b += extra[rows]
-    if robust:
-        try:
-            np.linalg.cholesky(G)
-            x = _solve(G, b)
-        except np.linalg.LinAlgError:
-            x = np.matmul(np.linalg.pinv(G, _PINV_RCOND, hermitian=True), b[..., None])[..., 0]
-    else:
-        x = _solve(G, b)
+    x = _robust_solve(G, b) if robust else _solve(G, b)
     sse = _sse(A, t, x) if want_sse else None
     return rows, x, sse
 

@@ -101,6 +101,22 @@ def test_half_step_singular_gram_is_min_norm():
     assert np.isfinite(X).all()
 
 
+def test_singular_row_does_not_change_its_batch_neighbours():
+    """A singular system in a batch is solved by pseudo-inverse without touching the others."""
+    rng = np.random.default_rng(2)
+    Y = rng.normal(size=(12, 3))
+    Y[6:, 2] = Y[6:, 1]  # rows observing only items 6.. have a singular Gram matrix
+    indptr = np.array([0, 5, 10, 15])
+    indices = np.r_[0:5, 6:11, 1:6]
+    t = rng.normal(size=15)
+    X, _ = solve_rows(indptr, indices, t, Y, None, None)
+    for r in range(3):
+        J = indices[indptr[r] : indptr[r + 1]]
+        np.testing.assert_allclose(X[r], np.linalg.lstsq(Y[J], t[indptr[r] : indptr[r + 1]], rcond=None)[0], atol=1e-8)
+    X_alone, _ = solve_rows(np.array([0, 5]), indices[:5], t[:5], Y, None, None)
+    np.testing.assert_array_equal(X_alone[0], X[0])
+
+
 def test_jacobi_social_step_decrease_formula():
     """Decrease of the objective by one Jacobi user step equals ½ δᵀ(D + N)δ."""
     rng = np.random.default_rng(3)
@@ -220,6 +236,17 @@ def test_n_jobs_and_batch_size_do_not_change_results(cls, small_problem, monkeyp
     for f in fits[1:]:
         np.testing.assert_array_equal(fits[0].user_factors_, f.user_factors_)
         np.testing.assert_array_equal(fits[0].item_factors_, f.item_factors_)
+
+
+def test_joblib_backend_does_not_change_results(small_problem):
+    from joblib import parallel_config
+
+    ratings, social = small_problem
+    ref = SocialALS(factors=4, iterations=3, random_state=2, n_jobs=1).fit(ratings, social)
+    with parallel_config(backend="loky"):
+        other = SocialALS(factors=4, iterations=3, random_state=2, n_jobs=2).fit(ratings, social)
+    np.testing.assert_array_equal(ref.user_factors_, other.user_factors_)
+    np.testing.assert_array_equal(ref.item_factors_, other.item_factors_)
 
 
 def test_planted_low_rank_recovered_to_noise_level():
