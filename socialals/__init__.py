@@ -18,6 +18,7 @@ from .datasets import (
     load_movielens_1m,
     make_social_ratings,
 )
+from .fm import FactorizationMachine
 from .exceptions import ConvergenceWarning, DataWarning, DivergenceError, NotFittedError
 from .model_selection import (
     GridSearch,
@@ -35,6 +36,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataWarning",
     "DivergenceError",
+    "FactorizationMachine",
     "GridSearch",
     "KFold",
     "NotFittedError",
