@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from . import datasets, metrics, model_selection
 from .als import ALS, RegularizedALS, SocialALS
+from ._persistence import load
 from .base import BaseRecommender, clone
 from .datasets import (
     load_ciao,
@@ -49,6 +50,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "grid_search",
+    "load",
     "load_ciao",
     "load_epinions",
     "load_filmtrust",

@@ -12,10 +12,12 @@ Notation: ``Ω`` the observed (user, item) pairs, ``n_i`` the number of ratings 
 Threads
 -------
 Each half-step is cut into batches that joblib runs on ``n_jobs`` threads (numpy releases
-the GIL in ``matmul`` and LAPACK). When more than one job runs, the BLAS pool is limited to
-one thread per job for the duration of ``fit`` (threadpoolctl), so ``n_jobs`` workers never
-start ``n_jobs x cores`` BLAS threads. With ``n_jobs=1`` BLAS keeps its own threads. The
-default ``n_jobs=-1`` uses every core; results are bit-identical for any ``n_jobs``.
+the GIL in ``matmul`` and LAPACK). For the duration of ``fit`` the BLAS pool is limited to
+one thread (threadpoolctl): the batched products are small, BLAS threads on them only
+contend with the joblib workers (``n_jobs`` workers x ``cores`` BLAS threads is the classic
+oversubscription), and so ``fit`` uses exactly ``n_jobs`` cores. The default ``n_jobs=-1``
+uses every core; results are bit-identical for any ``n_jobs``. ``recommend`` scores users
+with one large matrix product and leaves BLAS its threads.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import effective_n_jobs
 from threadpoolctl import threadpool_limits
 
 from ._linalg import solve_rows
@@ -112,7 +113,8 @@ class _ALSFamily(BaseRecommender):
             diag_u, diag_i = diag_u.astype(dt), diag_i.astype(dt)
 
         n_jobs = self.n_jobs
-        limit = threadpool_limits(limits=1, user_api="blas") if effective_n_jobs(n_jobs) > 1 else None
+        # One BLAS thread per job: the batches are small, so BLAS threads would only contend.
+        limit = threadpool_limits(limits=1, user_api="blas")
         history: list[float] = []
         self.fit_seconds_ = 0.0
         t0 = time.perf_counter()
@@ -152,8 +154,7 @@ class _ALSFamily(BaseRecommender):
                     converged = True
                     break
         finally:
-            if limit is not None:
-                limit.restore_original_limits()
+            limit.restore_original_limits()
         self.fit_seconds_ = time.perf_counter() - t0
         if self.tol > 0 and not converged and len(history) == int(self.iterations):
             warnings.warn(

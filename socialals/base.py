@@ -159,6 +159,37 @@ class BaseRecommender:
     def _fit(self, data: Dataset, rng: np.random.Generator) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the fitted model to one ``.npz`` file that loads without running code.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write, exactly as named (``.npz`` is the usual suffix).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written. See :mod:`socialals._persistence` for the format;
+            parameters that cannot be stored (e.g. a callback) are saved as ``None``
+            with a warning.
+        """
+        from ._persistence import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path) -> "BaseRecommender":
+        """Load a model written by :meth:`save` (see :func:`socialals.load`).
+
+        Called on a subclass (``SocialALS.load(path)``) it also checks that the file
+        holds that class; a mismatch raises ``ValueError``.
+        """
+        from ._persistence import load_model
+
+        return load_model(path, expected=None if cls is BaseRecommender else cls)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "users_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit() first.")
