@@ -441,6 +441,9 @@ def load_model(path: PathLike, expected=None):
         )
     for name, value in restored.items():
         setattr(model, name, value)
+    after_load = getattr(model, "_after_load", None)
+    if callable(after_load):  # rebuild derived caches (e.g. the FM's scoring parts)
+        after_load()
     return model
 
 

@@ -670,7 +670,7 @@ class FactorizationMachine(BaseRecommender):
         ALS only: the group of every column (columns of a group never share a row).
     users_, items_ : pandas.Index
         After :meth:`fit` only, as for every socialals model.
-    feature_blocks_ : dict of str -> slice
+    feature_blocks_ : dict of str -> [start, stop]
         After :meth:`fit` only: the column range of each design block (``"user"``,
         ``"item"``, and when present ``"social"``, ``"user_features"``,
         ``"item_features"``).
@@ -687,6 +687,8 @@ class FactorizationMachine(BaseRecommender):
     """
 
     _include_social_users = True
+    # what save() must keep besides the public learned attributes (see _persistence)
+    _saved_private_attributes = ("_entity_ZU", "_entity_ZI", "_entity_meta")
 
     def __init__(
         self,
@@ -820,7 +822,7 @@ class FactorizationMachine(BaseRecommender):
         y = self._check_y(y, X.shape[0])
         if groups is not None:
             groups = _check_groups(X, groups)
-        for attr in ("users_", "items_", "columns_", "rating_mean_", "_seen", "feature_blocks_", "_entity", "_parts"):
+        for attr in ("users_", "items_", "columns_", "rating_mean_", "_seen", "feature_blocks_", "_parts") + self._saved_private_attributes:
             self.__dict__.pop(attr, None)
         rng = check_random_state(self.random_state)
         self._train(X, self._encode_target(y), groups, rng)
@@ -1007,8 +1009,9 @@ class FactorizationMachine(BaseRecommender):
             groups[start : start + Z.shape[1]] = next_id + colour
             next_id += int(colour.max()) + 1
 
-        self.feature_blocks_ = blocks
-        self._entity = {"ZU": ZUx, "ZI": ZIx, "n_users": n_users, "n_items": n_items, "u_start": u_start, "i_start": i_start}
+        self.feature_blocks_ = {name: [int(b.start), int(b.stop)] for name, b in blocks.items()}
+        self._entity_ZU, self._entity_ZI = ZUx, ZIx
+        self._entity_meta = {"n_users": int(n_users), "n_items": int(n_items), "u_start": int(u_start), "i_start": int(i_start)}
         y = self._encode_target(R.data.astype(np.float64))
         self._train(X, y, groups, rng)
 
@@ -1083,6 +1086,17 @@ class FactorizationMachine(BaseRecommender):
                 P += Pe
             out.extend([a, P])
         return out
+
+    @property
+    def _entity(self):
+        """The DataFrame design's entity blocks (None after ``fit_matrix``)."""
+        meta = self.__dict__.get("_entity_meta")
+        if meta is None:
+            return None
+        return {"ZU": self._entity_ZU, "ZI": self._entity_ZI, **meta}
+
+    def _after_load(self) -> None:
+        self._refresh_parts()
 
     def _refresh_parts(self) -> None:
         if getattr(self, "_entity", None) is not None:

@@ -302,7 +302,7 @@ def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames):
     """Same check on fit()'s design: one-hot blocks plus coloured groups of friend columns."""
     ratings, social = frames
     m = FactorizationMachine(factors=2, solver="als", reg=0.07, iterations=3, random_state=1).fit(ratings, social)
-    groups = m.groups_[m.feature_blocks_["social"]]
+    groups = m.groups_[slice(*m.feature_blocks_["social"])]
     assert 1 < len(np.unique(groups)) < 40  # friend columns were coloured into a few groups
     X = m.design_matrix(ratings)
     y = ratings["rating"].to_numpy()
@@ -594,7 +594,7 @@ def test_side_features_and_classification_frames(frames):
     with pytest.warns(DataWarning, match="2 of 25 known label"):
         m = FactorizationMachine(factors=3, solver="als", iterations=8, random_state=0)
         m.fit(ratings, user_features=uf, item_features=itf)
-    assert m.feature_blocks_["user_features"] == slice(65, 67) and m.feature_blocks_["item_features"] == slice(67, 68)
+    assert m.feature_blocks_["user_features"] == [65, 67] and m.feature_blocks_["item_features"] == [67, 68]
     np.testing.assert_allclose(m.predict(ratings), m.decision_function_matrix(m.design_matrix(ratings)), rtol=1e-10)
     with pytest.raises(ValueError, match="duplicate index"):
         FactorizationMachine().fit(ratings, user_features=pd.concat([uf, uf.iloc[:1]]))
