@@ -13,9 +13,9 @@ Protocol (validation inside training data only; the test fold is never seen):
    ``--iter-tol`` (0.001) of the best, since fit time grows with iterations.
    The factorization machine (``FM_GRID``: ``solver`` als/sgd, ``reg``, ``reg_scaling``,
    ``social_features``; SGD at its default ``learning_rate`` 0.03 and ``batch_size``) is
-   searched in one stage: each candidate is fitted once per fold with 20 iterations and a
+   searched in one stage: each candidate is fitted once per fold with 25 iterations and a
    callback records the validation RMSE after every iteration, which equals refitting
-   with 5, 10, 15 and 20 iterations (same seed; checked against ``evaluate``). The best
+   with 5, 10, 15, 20 and 25 iterations (same seed; checked against ``evaluate``). The best
    (candidate, iterations) wins, again with the fewest iterations within ``--iter-tol``.
 4. Print every candidate's validation RMSE and the chosen settings as a Python dict,
    ready to paste into ``socialals/_defaults.py``.
@@ -30,8 +30,8 @@ Usage::
     python benchmarks/tune.py --models FactorizationMachine   # the FM only
 
 Runtime on 2 cores (measured): synthetic ~1 min, FilmTrust ~1 min, Ciao ~8 min; the FM
-grid alone (``--models FactorizationMachine``) 15 s, 8 s and 6.3 min (the Ciao ALS fits
-with social features take ~70 s each), 6.7 min in all on a shared machine.
+grid alone (``--models FactorizationMachine``) 14 s, 8 s and 6.7 min (the Ciao ALS fits
+with social features take ~70 s each), 7.1 min in all on a shared machine.
 """
 
 from __future__ import annotations
@@ -123,12 +123,12 @@ def stage1_grids():
 #: sweep far more (about 30x on Ciao, measured), so the social ALS candidates are few.
 FM_GRID = [
     {"solver": ["als"], "reg_scaling": ["frequency"], "reg": [0.1, 0.3], "social_features": [True, False]},
-    {"solver": ["als"], "reg_scaling": ["frequency"], "reg": [0.03], "social_features": [False]},
+    {"solver": ["als"], "reg_scaling": ["frequency"], "reg": [0.03, 1.0], "social_features": [False]},
     {"solver": ["als"], "reg_scaling": ["none"], "reg": [3.0, 10.0, 30.0], "social_features": [False]},
-    {"solver": ["sgd"], "reg_scaling": ["frequency"], "reg": [0.01, 0.03, 0.1, 0.3], "social_features": [True, False]},
+    {"solver": ["sgd"], "reg_scaling": ["frequency"], "reg": [0.01, 0.03, 0.1, 0.3, 1.0], "social_features": [True, False]},
 ]
 #: iteration counts (sweeps / epochs) read off the validation curve of every fit
-FM_ITERATIONS = [5, 10, 15, 20]
+FM_ITERATIONS = [5, 10, 15, 20, 25]
 
 
 def _fm_candidates():

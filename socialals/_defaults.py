@@ -11,7 +11,7 @@ a setting that did well on all three tuned data sets, not tuned for the data at 
 
 The factorization machine (:mod:`socialals.fm`) was tuned afterwards by the same script
 and protocol (``python benchmarks/tune.py --models FactorizationMachine``; grid: solver
-ALS/SGD, ``reg``, ``reg_scaling``, ``social_features``, 5-20 iterations; log in
+ALS/SGD, ``reg``, ``reg_scaling``, ``social_features``, 5-25 iterations; log in
 ``benchmarks/results/tune_output_fm.txt``); the other models' entries were not re-tuned.
 """
 
