@@ -1,6 +1,7 @@
 """Accuracy on the real social data sets next to the published LibRec numbers.
 
-For FilmTrust and Ciao (read from ``../shared/datasets/``), every model runs 5-fold
+For FilmTrust and Ciao (read from ``../shared/datasets/``), every model of the command
+line (ALS, RegularizedALS, SocialALS and the FactorizationMachine) runs 5-fold
 cross-validation (``KFold(5, shuffle=True, random_state=0)``) at 10 factors with the tuned
 defaults of ``socialals/_defaults.py`` (chosen by ``benchmarks/tune.py`` on validation data
 inside the training part of fold 0). Reported, as means over the folds:
@@ -17,7 +18,7 @@ implementations (TrustSVD, AAAI 2015, Table 2).
 
 Usage::
 
-    python benchmarks/bench_social.py                  # both data sets, ~3 min on 2 cores
+    python benchmarks/bench_social.py                  # both data sets, ~30 s on 2 cores (measured)
     python benchmarks/bench_social.py --data filmtrust --folds 5
 
 Writes ``benchmarks/results/social_results.csv`` (one row per data set and model, ours
