@@ -17,6 +17,9 @@ where ``d_i >= 0`` is the row's diagonal regulariser and ``e_i`` an extra right-
   stacked ``matmul`` and solved by batched LU (``numpy.linalg.solve``; on 64 x 64 SPD
   systems it measured faster here than batched Cholesky followed by triangular solves,
   which numpy cannot batch).
+* with numba installed, rows of the Gram path with ``d_i > 0`` are solved instead by a
+  compiled kernel (:mod:`socialals._fused`) that fuses gather, Gram accumulation and an
+  in-place Cholesky per row, in parallel over rows (1.5-3x faster on MovieLens-like data).
 * unregularised rows (``d_i = 0``, plain ALS) get the minimum-norm least-squares solution:
   ``pinv(A_i) t_i`` when ``n_i < k``, and a pseudo-inverse of the Gram matrix when a
   Cholesky test shows it singular. Never an exception, never NaN.
@@ -31,8 +34,9 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 
+from . import _fused
 from .exceptions import DivergenceError
 
 __all__ = ["solve_rows", "length_class"]
@@ -40,6 +44,9 @@ __all__ = ["solve_rows", "length_class"]
 # Gram-path batches hold at most this many gathered factor entries (B * L * k).
 _BATCH_ELEMENTS = 1 << 19
 _PINV_RCOND = 1e-10
+# Use the compiled per-row kernel (socialals._fused) for regularised systems when numba is
+# installed. Tests switch it off to check the numpy path against the same references.
+USE_COMPILED = _fused.AVAILABLE
 
 
 def length_class(n: np.ndarray, k: int) -> np.ndarray:
@@ -229,6 +236,19 @@ def solve_rows(
     if extra is not None:
         extra = np.asarray(extra, dtype=dtype)
     counts = np.diff(indptr)
+    X = np.empty((n_rows, k), dtype=dtype)
+    sse = np.zeros(n_rows) if want_sse else None
+    # Rows with at least k ratings and a positive regulariser: the compiled kernel (when
+    # numba is installed); shorter rows stay on the Woodbury path, which is cheaper there
+    # (Ciao's items with one or two ratings would otherwise pay a k x k Cholesky each).
+    compiled = np.zeros(n_rows, dtype=bool)
+    if USE_COMPILED and diag is not None:
+        compiled = (counts >= k) & (diag > 0).all(axis=1)
+        if compiled.any():
+            _fused.solve_rows_fused(
+                np.flatnonzero(compiled), indptr, indices, targets, Y, diag, extra, want_sse,
+                effective_n_jobs(n_jobs), X, sse,
+            )
 
     tasks = []
     zero = np.flatnonzero(counts == 0)
@@ -252,7 +272,7 @@ def solve_rows(
                 tasks.append(
                     delayed(_task_woodbury)(chunk, int(n), indptr, indices, targets, Yx, diag, extra, want_sse)
                 )
-        gram_rows = np.flatnonzero(nz & ~small)
+        gram_rows = np.flatnonzero(nz & ~small & ~compiled)
         robust = not positive[gram_rows].all()
     if len(gram_rows):
         cls = length_class(counts[gram_rows], k)
@@ -265,9 +285,7 @@ def solve_rows(
                     delayed(_task_gram)(chunk, int(L), indptr, indices, targets, Yx, diag, extra, want_sse, robust)
                 )
 
-    X = np.empty((n_rows, k), dtype=dtype)
-    sse = np.zeros(n_rows) if want_sse else None
-    if n_jobs in (None, 1) or len(tasks) == 1:
+    if n_jobs in (None, 1) or len(tasks) <= 1:
         results = (fn(*args, **kw) for fn, args, kw in tasks)
     else:
         results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
@@ -275,10 +293,14 @@ def solve_rows(
         X[rows] = x
         if want_sse and s is not None:
             sse[rows] = s
+    _check_finite(X)
+    return X, sse
+
+
+def _check_finite(X):
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X).all(axis=1)).sum())
         raise DivergenceError(
             f"The ALS half-step produced non-finite factors for {bad} row(s); the ratings or "
             "weights are too large for the chosen dtype, or the problem is badly scaled."
         )
-    return X, sse

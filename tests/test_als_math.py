@@ -59,9 +59,26 @@ def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases):
 
 
 # --------------------------------------------------------------------------- half-step
+COMPILED = [False] + ([True] if _linalg._fused.AVAILABLE else [])
+
+
+@pytest.fixture(params=COMPILED, ids=lambda c: "numba" if c else "numpy")
+def path(request, monkeypatch):
+    """Run a test on the numpy path and, when numba is installed, on the compiled one."""
+    monkeypatch.setattr(_linalg, "USE_COMPILED", request.param)
+    return request.param
+
+
+def test_compiled_kernel_is_installed_in_ci():
+    import os
+
+    if os.environ.get("CI"):
+        assert _linalg._fused.AVAILABLE, "numba is a dependency; the compiled half-step must be tested in CI"
+
+
 @pytest.mark.parametrize("k", [3, 6])
 @pytest.mark.parametrize("regularised", [True, False])
-def test_half_step_equals_dense_solve(k, regularised):
+def test_half_step_equals_dense_solve(k, regularised, path):
     rng = np.random.default_rng(5)
     n_rows, n_other = 40, 25
     counts = rng.integers(0, 12, n_rows)  # rows with 0, fewer than k, and at least k entries
@@ -117,7 +134,7 @@ def test_singular_row_does_not_change_its_batch_neighbours():
     np.testing.assert_array_equal(X_alone[0], X[0])
 
 
-def test_jacobi_social_step_decrease_formula():
+def test_jacobi_social_step_decrease_formula(path):
     """Decrease of the objective by one Jacobi user step equals ½ δᵀ(D + N)δ."""
     rng = np.random.default_rng(3)
     n_u, n_i, k, lam, alpha = 30, 20, 4, 0.3, 0.8
@@ -163,7 +180,7 @@ GRAD_CASES = [
 
 
 @pytest.mark.parametrize("cls,params", GRAD_CASES)
-def test_gradient_of_written_objective_vanishes(cls, params):
+def test_gradient_of_written_objective_vanishes(cls, params, path):
     ratings, _, _ = planted_ratings(n_users=40, n_items=30, k=3, density=0.35, noise=0.3, seed=2)
     social = random_social(40, 90, seed=4, extra_users=5, weights=True)
     model = cls(factors=3, iterations=400, tol=0, random_state=0, n_jobs=1, **params).fit(ratings, social)
@@ -197,7 +214,7 @@ def test_gradient_check_detects_a_wrong_solution():
 
 
 # --------------------------------------------------------------------------- identities
-def test_social_alpha_zero_equals_regularized():
+def test_social_alpha_zero_equals_regularized(path):
     ratings, _, _ = planted_ratings(seed=3)
     social = random_social(60, 100, seed=2)  # only rated users
     for extra in (dict(), dict(biases=True, weighted_reg=True)):
@@ -219,7 +236,7 @@ def test_social_alpha_zero_equals_regularized():
     ],
     ids=["als", "reg", "reg-wr-bias", "social", "social-vss-bias"],
 )
-def test_loss_history_never_rises(model, small_problem):
+def test_loss_history_never_rises(model, small_problem, path):
     ratings, social = small_problem
     model.fit(ratings, social)
     h = model.loss_history_
@@ -228,7 +245,7 @@ def test_loss_history_never_rises(model, small_problem):
 
 
 @pytest.mark.parametrize("cls", [ALS, RegularizedALS, SocialALS])
-def test_n_jobs_and_batch_size_do_not_change_results(cls, small_problem, monkeypatch):
+def test_n_jobs_and_batch_size_do_not_change_results(cls, small_problem, monkeypatch, path):
     ratings, social = small_problem
     fits = [cls(factors=5, iterations=4, random_state=1, n_jobs=j).fit(ratings, social) for j in (1, 2)]
     monkeypatch.setattr(_linalg, "_BATCH_ELEMENTS", 64)  # many small batches
