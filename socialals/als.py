@@ -16,8 +16,10 @@ the GIL in ``matmul`` and LAPACK). For the duration of ``fit`` the BLAS pool is 
 one thread (threadpoolctl): the batched products are small, BLAS threads on them only
 contend with the joblib workers (``n_jobs`` workers x ``cores`` BLAS threads is the classic
 oversubscription), and so ``fit`` uses exactly ``n_jobs`` cores. The default ``n_jobs=-1``
-uses every core; results are bit-identical for any ``n_jobs``. ``recommend`` scores users
-with one large matrix product and leaves BLAS its threads.
+uses every core; results are bit-identical for any ``n_jobs``. With numba installed, the
+rows with at least k ratings are solved by a compiled kernel that runs on ``n_jobs`` numba
+threads (rows are independent, so the thread count does not change results either).
+``recommend`` scores users with one large matrix product and leaves BLAS its threads.
 """
 
 from __future__ import annotations
