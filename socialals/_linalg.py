@@ -229,8 +229,6 @@ def solve_rows(
     n_rows = len(indptr) - 1
     n_other, k = Y.shape
     dtype = Y.dtype
-    Yx = np.zeros((n_other + 1, k), dtype=dtype)
-    Yx[:n_other] = Y
     if diag is not None:
         diag = np.asarray(diag, dtype=dtype)
     if extra is not None:
@@ -250,6 +248,8 @@ def solve_rows(
                 effective_n_jobs(n_jobs), X, sse,
             )
 
+    Yx = np.zeros((n_other + 1, k), dtype=dtype)  # a zero factor row pads the gathers
+    Yx[:n_other] = Y
     tasks = []
     zero = np.flatnonzero(counts == 0)
     if len(zero):

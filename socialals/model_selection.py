@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
+from .base import clone
 from .metrics import (
     _as_float_array,
     _check_frame,
@@ -119,22 +120,6 @@ def _check_model(model, func, methods=("get_params", "set_params", "fit", "predi
             f"The 'model' parameter of {func} must follow the socialals estimator "
             f"protocol; {type(model).__name__} has no method(s) {missing}."
         )
-
-
-def _clone(model):
-    """Unfitted copy of ``model`` with the same parameters.
-
-    Uses :func:`socialals.base.clone` when that module exists, and otherwise
-    rebuilds the model from ``get_params()``.
-    """
-    base_module = __name__.rpartition(".")[0] + ".base"
-    try:
-        from .base import clone
-    except ImportError as exc:
-        if exc.name != base_module:  # a genuine import error inside base.py
-            raise
-        return type(model)(**model.get_params())
-    return clone(model)
 
 
 def _check_ratings(ratings, name, func):
@@ -674,7 +659,7 @@ def cross_validate(
 
     outputs = Parallel(n_jobs=n_jobs)(
         delayed(_evaluate_fold)(
-            _clone(model),
+            clone(model),
             ratings.iloc[train_idx],
             ratings.iloc[test_idx],
             social,
@@ -902,7 +887,7 @@ class GridSearch:
 
         parts = [(ratings.iloc[tr], ratings.iloc[te]) for tr, te in splits]
         outputs = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_and_score)(_clone(self.model), params, train, test, social, options, key)
+            delayed(_fit_and_score)(clone(self.model), params, train, test, social, options, key)
             for params in candidates
             for train, test in parts
         )
@@ -945,7 +930,7 @@ class GridSearch:
         self.n_splits_ = len(parts)
         self.best_estimator_ = None
         if refit:
-            estimator = _clone(self.model)
+            estimator = clone(self.model)
             estimator.set_params(**self.best_params_)
             estimator.fit(ratings, social=social)
             self.best_estimator_ = estimator

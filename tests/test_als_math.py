@@ -151,7 +151,6 @@ def test_jacobi_social_step_decrease_formula(path):
         iu, iv = np.triu_indices(n_u, 1)
         return 0.5 * (E**2).sum() + 0.5 * lam * (U**2).sum() + 0.5 * alpha * (W[iu, iv] * ((U[iu] - U[iv]) ** 2).sum(1)).sum()
 
-    Rs = sp.csr_matrix(np.where(M, R, 0.0))
     Rs = sp.csr_matrix((R[M], np.nonzero(M)[1], np.r_[0, np.cumsum(M.sum(1))]), shape=(n_u, n_i))
     d = W.sum(1)
     diag = np.repeat((lam + alpha * d)[:, None], k, axis=1)

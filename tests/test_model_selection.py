@@ -563,26 +563,18 @@ def test_evaluate_when_no_test_user_is_known():
     assert result["unknown_rmse"] == pytest.approx(result["rmse"])
 
 
-def test_clone_prefers_socialals_base(monkeypatch, ratings):
-    import sys
-    import types
-
-    from socialals.model_selection import _clone
-
-    # without socialals.base the fallback rebuilds the model from get_params()
-    copy = _clone(BiasBaseline(shrink=4.0).fit(ratings))
-    assert copy.get_params()["shrink"] == 4.0 and not hasattr(copy, "users_")
+def test_cross_validate_fits_clones_via_socialals_base(monkeypatch, ratings):
+    import socialals.model_selection as ms
 
     calls = []
 
-    def fake_clone(model):
+    def spy_clone(model):
         calls.append(model)
         return type(model)(**model.get_params())
 
-    fake = types.ModuleType("socialals.base")
-    fake.clone = fake_clone
-    monkeypatch.setitem(sys.modules, "socialals.base", fake)
+    monkeypatch.setattr(ms, "clone", spy_clone)
     model = BiasBaseline(shrink=2.0)
     results = cross_validate(model, ratings, cv=2, random_state=0, ranking=False)
     assert len(results) == 4
     assert calls == [model, model]
+    assert not hasattr(model, "users_") and model.get_params()["shrink"] == 2.0
