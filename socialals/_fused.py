@@ -1,10 +1,25 @@
-"""A compiled (numba) half-step: gather, Gram, Cholesky and solve fused per row.
+"""A compiled (numba) half-step for regularised rows: gather, Gram or Woodbury, Cholesky.
 
-Used by :func:`socialals._linalg.solve_rows` for regularised systems when numba imports;
-the pure numpy path remains the reference and the fallback. Each row is solved by the
-same code whatever the number of threads (rows are independent), so results do not depend
-on ``n_jobs``. The Gram matrix is accumulated in float64 four ratings at a time (lower
-triangle only), then factorised in place by Cholesky.
+Used by :func:`socialals._linalg.solve_rows` for every row with a positive diagonal
+regulariser when numba imports; the pure numpy path remains the reference and the
+fallback. For row ``i`` with observed columns ``J_i`` (``n_i`` of them), ``A = Y[J_i]``,
+targets ``t`` and diagonal ``d > 0`` it solves ``(A^T A + diag(d)) x = A^T t + e``:
+
+* ``n_i = 0``: ``x = e / d``;
+* ``0 < n_i < k``: the Woodbury form, an ``n_i x n_i`` Cholesky instead of ``k x k``
+  (``x = g - D^-1 A^T (I + A D^-1 A^T)^-1 A g``, ``g = D^-1 (A^T t + e)``), in float64;
+* ``n_i >= k``: the lower triangle of ``A^T A`` is accumulated four ratings at a time,
+  straight from the factor rows (no gather), in the factors' dtype: float32 factors give
+  float32 Gram sums, as Spark, implicit and LensKit do, float64 factors float64 sums.
+  The right-hand side, the Cholesky factorisation and the solves are float64.
+
+A row whose Cholesky meets a non-positive pivot (possible only through rounding, when
+``d`` is tiny next to the Gram matrix) is flagged and left to the numpy path, which
+solves it with a pseudo-inverse fallback.
+
+Rows are independent and each row's arithmetic depends only on its own data, so results
+are bit-identical for any number of threads. Threads take rows round-robin from a list
+sorted by cost, which balances the long-tailed row lengths of rating data.
 """
 
 from __future__ import annotations
@@ -23,90 +38,170 @@ __all__ = ["AVAILABLE", "solve_rows_fused"]
 
 
 if AVAILABLE:
+    _jit = njit(fastmath=True, cache=True, nogil=True)
+    # inlined into the kernel at numba IR level, so LLVM sees that the freshly allocated
+    # Gram buffer aliases nothing and vectorises the accumulation
+    _jit_inline = njit(fastmath=True, cache=True, nogil=True, inline="always")
+
+    @_jit_inline
+    def _gram_lower(Y, indices, s0, m, t, G, b):  # pragma: no cover
+        """``G = lower(A^T A)`` (in ``G``'s dtype) and ``b += A^T t`` (float64), ``A = Y[indices[s0:s0+m]]``.
+
+        Four ratings per pass over ``G``, so each load and store of a ``G`` line serves
+        four multiply-adds; the inner loop runs along contiguous factor rows.
+        """
+        k = Y.shape[1]
+        p = s0
+        e = s0 + m
+        while p + 4 <= e:
+            j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
+            t0, t1, t2, t3 = t[p], t[p + 1], t[p + 2], t[p + 3]
+            for a in range(k):
+                y0, y1, y2, y3 = Y[j0, a], Y[j1, a], Y[j2, a], Y[j3, a]
+                b[a] += np.float64(y0) * t0 + np.float64(y1) * t1 + np.float64(y2) * t2 + np.float64(y3) * t3
+                for c in range(a + 1):
+                    G[a, c] += y0 * Y[j0, c] + y1 * Y[j1, c] + y2 * Y[j2, c] + y3 * Y[j3, c]
+            p += 4
+        while p < e:
+            j0 = indices[p]
+            t0 = t[p]
+            for a in range(k):
+                y0 = Y[j0, a]
+                b[a] += np.float64(y0) * t0
+                for c in range(a + 1):
+                    G[a, c] += y0 * Y[j0, c]
+            p += 1
+
+    @_jit
+    def _cholesky_solve(H, n, b, x):  # pragma: no cover
+        """Solve ``H[:n, :n] x = b[:n]`` by Cholesky ``H = L L^T`` on the lower triangle.
+
+        In place (``L`` overwrites the lower triangle). Returns False (``x`` undefined)
+        when a pivot is not positive.
+        """
+        for a in range(n):
+            s = H[a, a]
+            for c in range(a):
+                s -= H[a, c] * H[a, c]
+            if not s > 0.0:
+                return False
+            d = np.sqrt(s)
+            H[a, a] = d
+            for i in range(a + 1, n):
+                s2 = H[i, a]
+                for c in range(a):
+                    s2 -= H[i, c] * H[a, c]
+                H[i, a] = s2 / d
+        for a in range(n):  # L y = b
+            s = b[a]
+            for c in range(a):
+                s -= H[a, c] * x[c]
+            x[a] = s / H[a, a]
+        for a in range(n - 1, -1, -1):  # L^T x = y
+            s = x[a]
+            for c in range(a + 1, n):
+                s -= H[c, a] * x[c]
+            x[a] = s / H[a, a]
+        return True
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def _kernel(rows, indptr, indices, targets, Y, diag, extra, use_extra, want_sse, out, sse):  # pragma: no cover
+    def _kernel(order, n_chunks, indptr, indices, targets, Y, diag, extra, use_extra, want_sse,
+                out, sse, ok):  # pragma: no cover
         k = Y.shape[1]
-        for q_ in prange(rows.shape[0]):
-            r = rows[q_]
-            G = np.zeros((k, k))
-            b = np.zeros(k)
-            s0 = indptr[r]
-            e0 = indptr[r + 1]
-            p = s0
-            while p + 4 <= e0:
-                j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
-                t0, t1, t2, t3 = targets[p], targets[p + 1], targets[p + 2], targets[p + 3]
-                for a in range(k):
-                    y0 = np.float64(Y[j0, a])
-                    y1 = np.float64(Y[j1, a])
-                    y2 = np.float64(Y[j2, a])
-                    y3 = np.float64(Y[j3, a])
-                    b[a] += y0 * t0 + y1 * t1 + y2 * t2 + y3 * t3
-                    for c in range(a + 1):
-                        G[a, c] += y0 * Y[j0, c] + y1 * Y[j1, c] + y2 * Y[j2, c] + y3 * Y[j3, c]
-                p += 4
-            while p < e0:
-                j0 = indices[p]
-                t0 = targets[p]
-                for a in range(k):
-                    y0 = np.float64(Y[j0, a])
-                    b[a] += y0 * t0
-                    for c in range(a + 1):
-                        G[a, c] += y0 * Y[j0, c]
-                p += 1
-            for a in range(k):
-                G[a, a] += diag[r, a]
-                if use_extra:
-                    b[a] += extra[r, a]
-            # Cholesky G = L L^T in the lower triangle
-            for a in range(k):
-                s = G[a, a]
-                for c in range(a):
-                    s -= G[a, c] * G[a, c]
-                d = np.sqrt(s)
-                G[a, a] = d
-                for i in range(a + 1, k):
-                    s2 = G[i, a]
-                    for c in range(a):
-                        s2 -= G[i, c] * G[a, c]
-                    G[i, a] = s2 / d
-            y = np.empty(k)
-            for a in range(k):
-                s = b[a]
-                for c in range(a):
-                    s -= G[a, c] * y[c]
-                y[a] = s / G[a, a]
+        for chunk in prange(n_chunks):
+            H = np.empty((k, k))
+            A = np.empty((k, k))
+            AD = np.empty((k, k))
+            b = np.empty(k)
+            g = np.empty(k)
             x = np.empty(k)
-            for a in range(k - 1, -1, -1):
-                s = y[a]
-                for c in range(a + 1, k):
-                    s -= G[c, a] * x[c]
-                x[a] = s / G[a, a]
-            for a in range(k):
-                out[r, a] = x[a]
-            if want_sse:
-                acc = 0.0
-                for q in range(s0, e0):
-                    j = indices[q]
-                    pred = 0.0
+            z = np.empty(k)
+            for q in range(chunk, order.shape[0], n_chunks):
+                r = order[q]
+                s0 = indptr[r]
+                m = indptr[r + 1] - s0
+                for a in range(k):
+                    b[a] = extra[r, a] if use_extra else 0.0
+                if m >= k:
+                    G = np.zeros((k, k), Y.dtype)
+                    _gram_lower(Y, indices, s0, m, targets, G, b)
                     for a in range(k):
-                        pred += np.float64(Y[j, a]) * out[r, a]
-                    res = targets[q] - pred
-                    acc += res * res
-                sse[r] = acc
+                        for c in range(a + 1):
+                            H[a, c] = G[a, c]
+                        H[a, a] += diag[r, a]
+                    if not _cholesky_solve(H, k, b, x):
+                        ok[r] = False
+                        continue
+                elif m > 0:  # Woodbury: an m x m system
+                    for p in range(m):
+                        j = indices[s0 + p]
+                        t = targets[s0 + p]
+                        for a in range(k):
+                            v = np.float64(Y[j, a])
+                            A[p, a] = v
+                            AD[p, a] = v / diag[r, a]
+                            b[a] += v * t
+                    for a in range(k):
+                        g[a] = b[a] / diag[r, a]
+                    for p in range(m):
+                        s = 0.0
+                        for a in range(k):
+                            s += A[p, a] * g[a]
+                        b[p] = s  # b is free now: the right-hand side A g
+                        for q2 in range(p + 1):
+                            s = 0.0
+                            for a in range(k):
+                                s += AD[p, a] * A[q2, a]
+                            H[p, q2] = s
+                        H[p, p] += 1.0
+                    if not _cholesky_solve(H, m, b, z):
+                        ok[r] = False
+                        continue
+                    for a in range(k):
+                        s = g[a]
+                        for p in range(m):
+                            s -= AD[p, a] * z[p]
+                        x[a] = s
+                else:
+                    for a in range(k):
+                        x[a] = b[a] / diag[r, a]
+                for a in range(k):
+                    out[r, a] = x[a]
+                if want_sse:
+                    acc = 0.0
+                    for p in range(m):
+                        j = indices[s0 + p]
+                        pred = 0.0
+                        for a in range(k):
+                            pred += np.float64(Y[j, a]) * x[a]
+                        res = targets[s0 + p] - pred
+                        acc += res * res
+                    sse[r] = acc
 
 
 def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n_threads, out, sse):
-    """Solve ``(A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i`` for ``rows``, into ``out``/``sse``; ``d > 0``."""
+    """Solve ``(A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i`` for ``rows`` (``d > 0``).
+
+    Writes ``out[rows]`` (and ``sse[rows]`` when asked); returns a boolean mask over
+    ``rows`` of the rows solved (False: a non-positive Cholesky pivot, see module doc).
+    """
     k = Y.shape[1]
+    rows = np.asarray(rows, dtype=np.int64)
+    counts = indptr[rows + 1] - indptr[rows]
+    # cost model: Gram rows ~ n k^2 / 2 + k^3 / 3, Woodbury rows ~ n^2 k + n^3 / 3
+    n = counts.astype(np.float64)
+    cost = np.where(counts >= k, n * k * k / 2 + k**3 / 3, n * n * k + n**3 / 3 + k)
+    order = rows[np.argsort(-cost, kind="stable")]
     use_extra = extra is not None
     ext = extra if use_extra else np.zeros((1, k), dtype=Y.dtype)
+    ok = np.ones(len(out), dtype=bool)
+    threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS, len(rows)))
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(threads)
     try:
         _kernel(
-            np.ascontiguousarray(rows, dtype=np.int64),
+            order,
+            threads,
             np.ascontiguousarray(indptr, dtype=np.int64),
             np.ascontiguousarray(indices, dtype=np.int64),
             np.ascontiguousarray(targets, dtype=np.float64),
@@ -117,6 +212,8 @@ def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n
             want_sse,
             out,
             sse if sse is not None else np.zeros(len(out)),
+            ok,
         )
     finally:
         numba.set_num_threads(previous)
+    return ok[rows]

@@ -17,9 +17,12 @@ where ``d_i >= 0`` is the row's diagonal regulariser and ``e_i`` an extra right-
   stacked ``matmul`` and solved by batched LU (``numpy.linalg.solve``; on 64 x 64 SPD
   systems it measured faster here than batched Cholesky followed by triangular solves,
   which numpy cannot batch).
-* with numba installed, rows of the Gram path with ``d_i > 0`` are solved instead by a
-  compiled kernel (:mod:`socialals._fused`) that fuses gather, Gram accumulation and an
-  in-place Cholesky per row, in parallel over rows (1.5-3x faster on MovieLens-like data).
+* with numba installed, every row with ``d_i > 0`` is solved instead by a compiled
+  kernel (:mod:`socialals._fused`): the same three cases (closed form, Woodbury, Gram)
+  per row, with the Gram matrix accumulated straight from the factor rows and an
+  in-place Cholesky, in parallel over rows and without joblib (1.5-3x faster on
+  MovieLens-like data). A row whose Cholesky meets a non-positive pivot in rounding is
+  handed back and solved here, robustly.
 * unregularised rows (``d_i = 0``, plain ALS) get the minimum-norm least-squares solution:
   ``pinv(A_i) t_i`` when ``n_i < k``, and a pseudo-inverse of the Gram matrix when a
   Cholesky test shows it singular. Never an exception, never NaN.
@@ -236,22 +239,25 @@ def solve_rows(
     counts = np.diff(indptr)
     X = np.empty((n_rows, k), dtype=dtype)
     sse = np.zeros(n_rows) if want_sse else None
-    # Rows with at least k ratings and a positive regulariser: the compiled kernel (when
-    # numba is installed); shorter rows stay on the Woodbury path, which is cheaper there
-    # (Ciao's items with one or two ratings would otherwise pay a k x k Cholesky each).
+    # Rows with a positive regulariser: the compiled kernel (socialals._fused) when numba is
+    # installed; it hands back the rows it could not factorise (see its module doc).
     compiled = np.zeros(n_rows, dtype=bool)
     if USE_COMPILED and diag is not None:
-        compiled = (counts >= k) & (diag > 0).all(axis=1)
+        compiled = (diag > 0).all(axis=1)
         if compiled.any():
-            _fused.solve_rows_fused(
-                np.flatnonzero(compiled), indptr, indices, targets, Y, diag, extra, want_sse,
-                effective_n_jobs(n_jobs), X, sse,
+            rows = np.flatnonzero(compiled)
+            done = _fused.solve_rows_fused(
+                rows, indptr, indices, targets, Y, diag, extra, want_sse, effective_n_jobs(n_jobs), X, sse,
             )
+            compiled[rows[~done]] = False
+            if compiled.all():
+                _check_finite(X)
+                return X, sse
 
     Yx = np.zeros((n_other + 1, k), dtype=dtype)  # a zero factor row pads the gathers
     Yx[:n_other] = Y
     tasks = []
-    zero = np.flatnonzero(counts == 0)
+    zero = np.flatnonzero((counts == 0) & ~compiled)
     if len(zero):
         tasks.append(delayed(_task_zero)(zero, diag, extra, k, dtype))
     nz = counts > 0
@@ -265,7 +271,7 @@ def solve_rows(
         gram_rows, robust = robust_rows, True
     else:
         positive = (diag > 0).all(axis=1)
-        small = nz & (counts < k) & positive
+        small = nz & (counts < k) & positive & ~compiled
         for n in np.unique(counts[small]):
             rows = np.flatnonzero(small & (counts == n))
             for chunk in _chunks(rows, int(n) * k):
@@ -273,7 +279,8 @@ def solve_rows(
                     delayed(_task_woodbury)(chunk, int(n), indptr, indices, targets, Yx, diag, extra, want_sse)
                 )
         gram_rows = np.flatnonzero(nz & ~small & ~compiled)
-        robust = not positive[gram_rows].all()
+        # rows handed back by the compiled kernel are near-singular in rounding: robust
+        robust = not positive[gram_rows].all() or (USE_COMPILED and len(gram_rows) > 0)
     if len(gram_rows):
         cls = length_class(counts[gram_rows], k)
         order = np.argsort(cls, kind="stable")

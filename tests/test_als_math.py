@@ -105,6 +105,47 @@ def test_half_step_equals_dense_solve(k, regularised, path):
         np.testing.assert_allclose(sse[r], ((t - A @ X[r]) ** 2).sum(), rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("k", [4, 7])
+def test_half_step_float32_equals_dense_solve(k, path):
+    """float32 factors (float32 Gram sums on the compiled path) stay close to a float64 solve."""
+    rng = np.random.default_rng(11)
+    n_rows, n_other = 30, 40
+    counts = rng.integers(0, 25, n_rows)
+    counts[:3] = [0, 2, 20]
+    indices = [np.sort(rng.choice(n_other, n, replace=False)) for n in counts]
+    indptr = np.r_[0, np.cumsum(counts)]
+    indices = np.concatenate(indices).astype(np.int64)
+    targets = rng.normal(size=len(indices))
+    Y = rng.normal(size=(n_other, k)).astype(np.float32)
+    diag = rng.uniform(0.5, 2.0, (n_rows, k))
+    extra = rng.normal(size=(n_rows, k))
+    X, _ = solve_rows(indptr, indices, targets, Y, diag, extra, n_jobs=1)
+    assert X.dtype == np.float32
+    Y64, d32, e32 = Y.astype(float), diag.astype(np.float32).astype(float), extra.astype(np.float32).astype(float)
+    for r in range(n_rows):
+        J = indices[indptr[r] : indptr[r + 1]]
+        A = Y64[J]
+        expect = np.linalg.solve(A.T @ A + np.diag(d32[r]), A.T @ targets[indptr[r] : indptr[r + 1]] + e32[r])
+        np.testing.assert_allclose(X[r], expect, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+def test_compiled_kernel_hands_back_a_zero_pivot_row(monkeypatch):
+    """A row whose Cholesky meets a zero pivot in rounding goes to the numpy path's pinv."""
+    monkeypatch.setattr(_linalg, "USE_COMPILED", True)
+    Y = np.ones((4, 2))  # Gram 4 [[1, 1], [1, 1]]: the second pivot is 4 + 1e-300 - 4 = 0
+    indptr = np.array([0, 4, 6])
+    indices = np.array([0, 1, 2, 3, 0, 1])
+    t = np.array([1.0, 2.0, 3.0, 4.0, 1.0, 3.0])
+    diag = np.array([[1e-300, 1e-300], [1.0, 1.0]])
+    X = np.full((2, 2), np.nan)
+    done = _linalg._fused.solve_rows_fused(np.arange(2), indptr, indices, t, Y, diag, None, False, 1, X, None)
+    np.testing.assert_array_equal(done, [False, True])
+    X, _ = solve_rows(indptr, indices, t, Y, diag, None, n_jobs=1)
+    np.testing.assert_allclose(X[0], [10.0 / 8, 10.0 / 8], rtol=1e-12)  # (G + eps I)^-1 b, b in range(G)
+    np.testing.assert_allclose(X[1], np.linalg.solve(2 * np.ones((2, 2)) + np.eye(2), [4.0, 4.0]), rtol=1e-12)
+
+
 def test_half_step_singular_gram_is_min_norm():
     # Two identical columns in the fixed factors: every Gram matrix is singular.
     rng = np.random.default_rng(1)
