@@ -29,6 +29,7 @@ from .model_selection import (
     evaluate,
     grid_search,
     train_test_split,
+    user_holdout_split,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "metrics",
     "model_selection",
     "train_test_split",
+    "user_holdout_split",
 ]

@@ -48,6 +48,7 @@ __all__ = [
     "ranking_metrics",
     "recall_at_k",
     "rmse",
+    "roc_auc",
 ]
 
 #: Per-user metric columns of :func:`ranking_metrics`, mapped to the prefix
@@ -183,6 +184,54 @@ def rmse(y_true, y_pred):
     """
     true, pred = _check_targets(y_true, y_pred, "rmse")
     return float(np.sqrt(np.mean((true - pred) ** 2)))
+
+
+def roc_auc(y_true, score):
+    """Area under the ROC curve of scores for binary labels (ties count one half).
+
+    The probability that a randomly drawn positive scores higher than a randomly drawn
+    negative, computed from average ranks (the Mann-Whitney statistic), so tied scores
+    are handled exactly and the cost is one sort:
+
+    .. math::
+
+        \\mathrm{AUC} = \\frac{\\sum_{j: y_j = 1} \\mathrm{rank}(s_j) - n_+ (n_+ + 1) / 2}{n_+ n_-}
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Labels in {0, 1} or {-1, +1} (the larger value is the positive class).
+    score : array-like of shape (n,)
+        Higher means more likely positive, e.g. ``FactorizationMachine.decision_function``.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If the inputs are empty, differ in length, contain NaN or infinite values, the
+        labels are not binary, or only one class is present (the AUC is undefined).
+
+    Examples
+    --------
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    >>> roc_auc([-1, 1, 1], [0.5, 0.5, 0.9])  # a tie counts one half
+    0.75
+    """
+    y, s = _check_targets(y_true, score, "roc_auc")
+    labels = np.unique(y)
+    if not (np.array_equal(labels, [0.0, 1.0]) or np.array_equal(labels, [-1.0, 1.0])):
+        if len(labels) == 1 and labels[0] in (-1.0, 0.0, 1.0):
+            raise ValueError(f"roc_auc: every label is {labels[0]:g}; the AUC needs both classes.")
+        raise ValueError(f"roc_auc: labels must be {{0, 1}} or {{-1, +1}}; got values {labels[:5].tolist()}.")
+    positive = y == labels[-1]
+    ranks = pd.Series(s).rank(method="average").to_numpy()
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def mae(y_true, y_pred):

@@ -52,6 +52,7 @@ __all__ = [
     "evaluate",
     "grid_search",
     "train_test_split",
+    "user_holdout_split",
 ]
 
 RATING_COLUMNS = ("user", "item", "rating")
@@ -245,6 +246,99 @@ def train_test_split(ratings, test_size=0.2, random_state=None, stratify="random
     test_size = _check_test_size(test_size, func)
     rng = _check_random_state(random_state, func)
     mask = _split_positions(ratings, test_size, rng, stratify, func)
+    return ratings.iloc[np.flatnonzero(~mask)].copy(), ratings.iloc[np.flatnonzero(mask)].copy()
+
+
+def user_holdout_split(ratings, n_users=0.1, test_size=0.2, users=None, random_state=None):
+    """Hold out every rating of some users, plus a random share of the other ratings.
+
+    The held-out users have no training rating at all, so the test set measures
+    cold start the hard way: with ``users`` set to the users who have trust links,
+    they are the "social cold start" group of :func:`cold_start_groups`, whom only a
+    social model can personalise. The other users' ratings are split at random as in
+    :func:`train_test_split`, so the same test set also scores warm and
+    few-ratings users.
+
+    Parameters
+    ----------
+    ratings : pandas.DataFrame
+        Columns ``user``, ``item`` and ``rating``; other columns are kept.
+    n_users : float or int, default 0.1
+        How many users to hold out: a fraction in (0, 1) of the candidates (rounded
+        up) or, as an int, their number.
+    test_size : float or int, default 0.2
+        Share (float in [0, 1)) or number (int >= 0) of the *remaining* ratings put in
+        the test set at random; 0 puts only the held-out users in it.
+    users : iterable, optional
+        The candidates to draw held-out users from (for example every user with a
+        trust link: ``pd.concat([social["user"], social["friend"]])``). Candidates
+        without ratings are ignored. Default: every user of ``ratings``.
+    random_state : int, None or numpy.random.Generator, default None
+        Source of randomness (see the module docstring).
+
+    Returns
+    -------
+    train, test : pandas.DataFrame
+        New frames (the input is never modified) keeping the original index labels and
+        relative order; ``train.index`` and ``test.index`` partition ``ratings.index``.
+        The held-out users are ``np.setdiff1d(test["user"], train["user"])``.
+
+    Raises
+    ------
+    ValueError
+        If there are not enough candidates, or either part would be empty.
+
+    Examples
+    --------
+    >>> ratings = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3, 4],
+    ...                         "item": [1, 2, 1, 3, 2, 3, 1],
+    ...                         "rating": [5, 3, 4, 2, 5, 1, 4]})
+    >>> train, test = user_holdout_split(ratings, n_users=1, test_size=0,
+    ...                                  users=[2, 3], random_state=0)
+    >>> held_out = set(test["user"]); len(held_out), held_out <= {2, 3}
+    (1, True)
+    >>> held_out & set(train["user"])
+    set()
+    """
+    func = "user_holdout_split"
+    _check_ratings(ratings, "ratings", func)
+    rng = _check_random_state(random_state, func)
+    rated = pd.unique(ratings["user"])
+    candidates = rated if users is None else pd.unique(pd.Series(list(users)))
+    candidates = np.asarray(pd.Index(candidates).intersection(pd.Index(rated)).sort_values())
+    message = (
+        f"The 'n_users' parameter of {func} must be a float in (0, 1) or an int >= 1; got {n_users!r}."
+    )
+    if isinstance(n_users, bool) or not isinstance(n_users, numbers.Real):
+        raise TypeError(message)
+    if isinstance(n_users, numbers.Integral):
+        if n_users < 1:
+            raise ValueError(message)
+        n_out = int(n_users)
+    else:
+        if not 0.0 < n_users < 1.0:
+            raise ValueError(message)
+        n_out = math.ceil(n_users * len(candidates))
+    if n_out > len(candidates):
+        raise ValueError(
+            f"{func}: n_users={n_users!r} asks for {n_out} held-out users but only "
+            f"{len(candidates)} candidate user(s) have ratings."
+        )
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or test_size < 0 or (
+        not isinstance(test_size, numbers.Integral) and test_size >= 1
+    ):
+        raise ValueError(
+            f"The 'test_size' parameter of {func} must be a float in [0, 1) or an int >= 0; got {test_size!r}."
+        )
+    held = ratings["user"].isin(rng.choice(candidates, n_out, replace=False)).to_numpy()
+    rest = np.flatnonzero(~held)
+    n_rest = int(test_size) if isinstance(test_size, numbers.Integral) else math.ceil(test_size * len(rest))
+    if len(rest) - n_rest < 1:
+        raise ValueError(
+            f"{func}: holding out {n_out} user(s) and {n_rest} more rating(s) leaves no training rating."
+        )
+    mask = held.copy()
+    mask[rng.choice(rest, n_rest, replace=False)] = True
     return ratings.iloc[np.flatnonzero(~mask)].copy(), ratings.iloc[np.flatnonzero(mask)].copy()
 
 

@@ -17,6 +17,7 @@ from socialals.metrics import (
     ranking_metrics,
     recall_at_k,
     rmse,
+    roc_auc,
 )
 
 LOG2_3 = math.log2(3)
@@ -87,6 +88,27 @@ def test_error_metrics_validate_inputs(func):
 # ---------------------------------------------------------------------------
 # ranking metrics, hand-computed
 # ---------------------------------------------------------------------------
+def test_roc_auc_equals_pairwise_count_with_ties():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    score = rng.integers(0, 10, 200).astype(float)  # many ties
+    pos, neg = score[y == 1], score[y == 0]
+    diff = pos[:, None] - neg[None, :]
+    expect = ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size  # the definition, pair by pair
+    assert roc_auc(y, score) == pytest.approx(expect, rel=1e-12)
+    assert roc_auc(2 * y - 1, score) == pytest.approx(expect, rel=1e-12)  # {-1, +1} labels
+    assert roc_auc(y, -score) == pytest.approx(1 - expect, rel=1e-12)
+
+
+def test_roc_auc_validation():
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc([1, 1], [0.2, 0.3])
+    with pytest.raises(ValueError, match="labels must be"):
+        roc_auc([0, 2], [0.2, 0.3])
+    with pytest.raises(ValueError):
+        roc_auc([0, 1], [0.2, np.nan])
+
+
 def test_basic_user_relevant_a_c_ranking_a_b_c():
     # relevant {a, c}, ranking [a, b, c], k = 3
     #   P@3  = 2/3

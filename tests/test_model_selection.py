@@ -17,6 +17,7 @@ from socialals.model_selection import (
     evaluate,
     grid_search,
     train_test_split,
+    user_holdout_split,
 )
 
 TIMING_COLUMNS = ["fit_seconds", "predict_seconds", "recommend_seconds"]
@@ -235,6 +236,43 @@ def test_split_validation(ratings):
 # ---------------------------------------------------------------------------
 # KFold
 # ---------------------------------------------------------------------------
+def test_user_holdout_split_holds_out_whole_users(ratings):
+    copy = ratings.copy()
+    candidates = [0, 1, 2, 3, 4, 5, 6, 7, 1000]  # 1000 has no ratings: ignored
+    train, test = user_holdout_split(ratings, n_users=4, test_size=0.1, users=candidates, random_state=2)
+    assert_partition(ratings, train, test)
+    pd.testing.assert_frame_equal(ratings, copy)
+    held = np.setdiff1d(test["user"].unique(), train["user"].unique())
+    # exactly four candidates lost every rating; the random part may empty others only by chance
+    out = [u for u in candidates[:-1] if u not in set(train["user"])]
+    assert len(out) == 4 and set(out) <= set(held)
+    n_held_rows = int(ratings["user"].isin(out).sum())
+    assert n_held_rows == int(test["user"].isin(out).sum())
+    assert len(test) - n_held_rows == math.ceil(0.1 * (len(ratings) - n_held_rows))
+    again = user_holdout_split(ratings, n_users=4, test_size=0.1, users=candidates, random_state=2)
+    pd.testing.assert_frame_equal(again[1], test)
+
+
+def test_user_holdout_split_fraction_and_only_held_out(ratings):
+    train, test = user_holdout_split(ratings, n_users=0.25, test_size=0, random_state=0)
+    n_users = ratings["user"].nunique()
+    assert test["user"].nunique() == math.ceil(0.25 * n_users)
+    assert not set(test["user"]) & set(train["user"])
+
+
+def test_user_holdout_split_validation(ratings):
+    with pytest.raises(ValueError, match="only 2 candidate"):
+        user_holdout_split(ratings, n_users=3, users=[0, 1, 999], random_state=0)
+    with pytest.raises(ValueError, match="n_users"):
+        user_holdout_split(ratings, n_users=0, random_state=0)
+    with pytest.raises(TypeError, match="n_users"):
+        user_holdout_split(ratings, n_users="5", random_state=0)
+    with pytest.raises(ValueError, match="test_size"):
+        user_holdout_split(ratings, n_users=2, test_size=1.0, random_state=0)
+    with pytest.raises(ValueError, match="no training rating"):
+        user_holdout_split(ratings, n_users=2, test_size=len(ratings), random_state=0)
+
+
 def test_kfold_tests_each_row_exactly_once():
     n = 23
     folds = list(KFold(n_splits=5, random_state=0).split(np.zeros(n)))
