@@ -16,9 +16,9 @@ the GIL in ``matmul`` and LAPACK). For the duration of ``fit`` the BLAS pool is 
 one thread (threadpoolctl): the batched products are small, BLAS threads on them only
 contend with the joblib workers (``n_jobs`` workers x ``cores`` BLAS threads is the classic
 oversubscription), and so ``fit`` uses exactly ``n_jobs`` cores. The default ``n_jobs=-1``
-uses every core; results are bit-identical for any ``n_jobs``. With numba installed, the
-rows with at least k ratings are solved by a compiled kernel that runs on ``n_jobs`` numba
-threads (rows are independent, so the thread count does not change results either).
+uses every core; results are bit-identical for any ``n_jobs``. With numba installed, every
+row with a positive regulariser is solved by a compiled kernel that runs on ``n_jobs``
+numba threads (rows are independent, so the thread count does not change results either).
 ``recommend`` scores users with one large matrix product and leaves BLAS its threads.
 """
 
@@ -212,7 +212,9 @@ _COMMON_DOC = """
     random_state : None, int or numpy.random.Generator
         Seeds the initial factors (normal, standard deviation ``init_scale``).
     dtype : {"float64", "float32"}, default "float64"
-        Precision of the factors and of the solves.
+        Precision of the factors. With float32 the compiled kernel sums the Gram
+        matrices in float32 (as Spark, implicit and LensKit do) and factorises them in
+        float64; the numpy path solves float32 systems in float64.
     init_scale : float, default 0.1
         Standard deviation of the initial factors.
     callback : callable(model, iteration, loss) -> bool or None, optional
