@@ -127,9 +127,10 @@ def _check_ratings(ratings, name, func):
     _check_frame(ratings, name, func, RATING_COLUMNS)
 
 
-def _check_test_size(test_size, func):
+def _check_test_size(test_size, func, name="test_size"):
+    """A fraction in (0, 1) (returned as float) or a count >= 1 (returned as int)."""
     message = (
-        f"The 'test_size' parameter of {func} must be a float in (0, 1) or an "
+        f"The '{name}' parameter of {func} must be a float in (0, 1) or an "
         f"int >= 1; got {test_size!r}."
     )
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
@@ -306,19 +307,8 @@ def user_holdout_split(ratings, n_users=0.1, test_size=0.2, users=None, random_s
     rated = pd.unique(ratings["user"])
     candidates = rated if users is None else pd.unique(pd.Series(list(users)))
     candidates = np.asarray(pd.Index(candidates).intersection(pd.Index(rated)).sort_values())
-    message = (
-        f"The 'n_users' parameter of {func} must be a float in (0, 1) or an int >= 1; got {n_users!r}."
-    )
-    if isinstance(n_users, bool) or not isinstance(n_users, numbers.Real):
-        raise TypeError(message)
-    if isinstance(n_users, numbers.Integral):
-        if n_users < 1:
-            raise ValueError(message)
-        n_out = int(n_users)
-    else:
-        if not 0.0 < n_users < 1.0:
-            raise ValueError(message)
-        n_out = math.ceil(n_users * len(candidates))
+    n_users = _check_test_size(n_users, func, "n_users")
+    n_out = n_users if isinstance(n_users, int) else math.ceil(n_users * len(candidates))
     if n_out > len(candidates):
         raise ValueError(
             f"{func}: n_users={n_users!r} asks for {n_out} held-out users but only "
