@@ -1,4 +1,5 @@
-"""Compiled (numba) SGD epoch of :class:`socialals.fm.FactorizationMachine`.
+"""Compiled (numba) kernels of :class:`socialals.fm.FactorizationMachine`: the SGD epoch,
+and ALS's factor update of a group of features that covers only some rows (below).
 
 One call runs a whole epoch: every mini-batch's forward pass, its per-feature sums and
 its damped step, and the intercept's step, with no Python (and no scipy) work per batch.
@@ -28,7 +29,7 @@ except Exception:  # numba missing or broken: the numpy path is used
 
 AVAILABLE = numba is not None
 
-__all__ = ["AVAILABLE", "LOSS_CODES", "sgd_epoch"]
+__all__ = ["AVAILABLE", "LOSS_CODES", "sgd_epoch", "cd_factor_partial"]
 
 LOSS_CODES = {"squared": 0, "logistic": 1, "hinge": 2}
 
@@ -190,6 +191,56 @@ if AVAILABLE:
             d0 = 1.0 + ek * nb
             w0 = (w0 * d0 - eta * gsum) / (d0 + eta * reg_w0 * c0 * nb / n)
         return w0, data_loss, False, 0.0
+
+
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def _cd_partial(rows, loc, x, has_x, cols, vf, q, e, lam, update_q):  # pragma: no cover - compiled
+        n_g = cols.shape[0]
+        A = np.zeros(n_g)
+        B = np.zeros(n_g)
+        old = np.empty(n_g, dtype=vf.dtype)
+        delta = np.empty(n_g, dtype=vf.dtype)
+        for c in range(n_g):
+            old[c] = vf[cols[c]]
+        # Σ h² and Σ h e per feature, h = x (q − v x) (q_f includes the feature's own part)
+        for j in range(rows.shape[0]):
+            i = rows[j]
+            c = loc[j]
+            if has_x:
+                h = (q[i] - old[c] * x[j]) * x[j]
+            else:
+                h = q[i] - old[c]
+            A[c] += h * h
+            B[c] += h * e[i]
+        for c in range(n_g):
+            den = A[c] + lam[c]
+            new = (np.float64(old[c]) * A[c] - B[c]) / den if den > 0 else 0.0
+            delta[c] = new - old[c]
+            vf[cols[c]] = new
+        # e += δ h and q += δ x, with h from the old values
+        for j in range(rows.shape[0]):
+            i = rows[j]
+            c = loc[j]
+            if has_x:
+                h = (q[i] - old[c] * x[j]) * x[j]
+                e[i] += delta[c] * h
+                if update_q:
+                    q[i] += delta[c] * x[j]
+            else:
+                h = q[i] - old[c]
+                e[i] += delta[c] * h
+                if update_q:
+                    q[i] += delta[c]
+
+
+def cd_factor_partial(rows, loc, x, cols, vf, q, e, lam, update_q):
+    """The exact coordinate-descent update of ``v_{l,f}`` for every feature l of an ALS
+    group that covers only ``rows`` (features that never share a row), in place: the
+    compiled form of :meth:`socialals.fm.FactorizationMachine._cd_factor_partial` (same
+    sums, in row order, in float64; same update of ``vf``, ``e`` and, when ``update_q``,
+    ``q``). ``x`` is None when every value is 1; ``lam`` is the per-feature λ."""
+    has_x = x is not None
+    _cd_partial(rows, loc, x if has_x else np.zeros(1, dtype=vf.dtype), has_x, cols, vf, q, e, lam, bool(update_q))
 
 
 class EpochWorkspace:

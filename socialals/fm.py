@@ -124,7 +124,12 @@ descent in that order (tested against a one-parameter-at-a-time reference). Cost
 iteration: O(k · nnz) plus Python overhead per (factor, group); a group covering every
 row sorted by its feature (the user block of rating data) uses ``repeat``/``reduceat``
 instead of gathers and ``bincount``, and with exactly two such groups the cache q is not
-needed at all (the "rest of q" of one group is the other group's part).
+needed at all (the "rest of q" of one group is the other group's part). With numba
+installed, the factor step of a group that covers only some rows (the coloured groups of
+friend columns of ``social_features=True``) runs compiled, in two fused passes over the
+group's rows with the same sums and updates (about 2x faster per iteration with 10
+friends per user on MovieLens-1M-shaped data); the numpy code is the reference and the
+fallback (tests run both).
 
 Two ways in
 -----------
@@ -1475,6 +1480,9 @@ class FactorizationMachine(BaseRecommender):
     @staticmethod
     def _cd_factor_partial(G, vf, q, e, reg_V, dt, update_q) -> None:
         """As :meth:`_cd_factor_full` for a group that covers only ``G.rows``, with q."""
+        if USE_COMPILED:  # the same update as below in two fused passes over the rows
+            _fm_kernels.cd_factor_partial(G.rows, G.loc, G.x, G.cols, vf, q, e, G.lam_V, update_q)
+            return
         rows = G.rows
         v = vf[G.cols]
         vx = G.expand(v)

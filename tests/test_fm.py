@@ -31,7 +31,8 @@ COMPILED = [False] + ([True] if _fm_kernels.AVAILABLE else [])
 
 @pytest.fixture(params=COMPILED, ids=lambda c: "numba" if c else "numpy")
 def path(request, monkeypatch):
-    """Run an SGD test with the numpy kernel and, when numba is installed, the compiled one."""
+    """Run a test with the numpy kernels and, when numba is installed, the compiled ones
+    (the SGD epoch; ALS's update of groups that cover only some rows)."""
     monkeypatch.setattr(fm_module, "USE_COMPILED", request.param)
     return request.param
 
@@ -377,7 +378,7 @@ def _mixed_design(seed=0, n=120):
 
 @pytest.mark.parametrize("scaling", ["none", "frequency"])
 @pytest.mark.parametrize("design", ["mixed", "one-hot"])
-def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scaling):
+def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scaling, path):
     """Updating a whole group of never-co-occurring features at once is exact."""
     if design == "mixed":
         X, y = _mixed_design()
@@ -403,7 +404,7 @@ def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scali
     assert m.loss_history_[-1] == pytest.approx(objective, rel=1e-10)
 
 
-def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames):
+def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames, path):
     """Same check on fit()'s design: one-hot blocks plus coloured groups of friend columns."""
     ratings, social = frames
     m = FactorizationMachine(factors=2, solver="als", reg=0.07, iterations=3, random_state=1).fit(ratings, social)
