@@ -201,8 +201,9 @@ def main(argv=None):
     head = "| solver | k | dtype | iterations | s / epoch or iteration | fastFM ref. | ratio | setup s | test RMSE |"
     if measured:
         head += " fastFM s / it (measured, float64) | fastFM test RMSE |"
-    print(head)
-    print("|---" * (head.count("|") - 1) + "|")
+    if rows:
+        print(head)
+        print("|---" * (head.count("|") - 1) + "|")
     for solver, k, dtype, it, per, setup, err in rows:
         ref = None if args.quick else fastfm.get((solver, k))  # the reference is for the full problem
         ratio = f"{per / ref:.2f}" if ref else "-"
