@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+import socialals.fm as fm_module
+from socialals import _fm_kernels
 from socialals.base import clone
 from socialals.exceptions import ConvergenceWarning, DataWarning, DivergenceError, NotFittedError
 from socialals.fm import (
@@ -24,6 +26,15 @@ from socialals.fm import (
 )
 
 LOSSES = ["squared", "logistic", "hinge"]
+COMPILED = [False] + ([True] if _fm_kernels.AVAILABLE else [])
+
+
+@pytest.fixture(params=COMPILED, ids=lambda c: "numba" if c else "numpy")
+def path(request, monkeypatch):
+    """Run a test with the numpy kernels and, when numba is installed, the compiled ones
+    (the SGD epoch; ALS's update of groups that cover only some rows)."""
+    monkeypatch.setattr(fm_module, "USE_COMPILED", request.param)
+    return request.param
 
 
 # ---------------------------------------------------------------------- helpers
@@ -255,6 +266,101 @@ def test_sgd_step_is_the_documented_damped_update(binary, sparse_kernels):
     np.testing.assert_allclose(P[:, k + 1], (P[:, :k] ** 2).sum(1), atol=1e-12)
 
 
+def test_compiled_kernel_is_installed_in_ci():
+    import os
+
+    if os.environ.get("CI"):
+        assert _fm_kernels.AVAILABLE, "numba is a dependency; the compiled SGD epoch must be tested in CI"
+
+
+@pytest.mark.skipif(not _fm_kernels.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_compiled_batch_is_the_documented_damped_update(loss, binary):
+    """One batch of the compiled epoch (all rows, natural order) against the formula written
+    out with dense algebra, for every loss, including the intercept's damped step."""
+    rng = np.random.default_rng(5)
+    n, p, k = 64, 11, 3  # 64 rows = two shuffle blocks of 32, visited in order
+    X = sp.random(n, p, density=0.3, random_state=8, format="csr")
+    X.data = np.ones(X.nnz) if binary else rng.uniform(-1.5, 2.0, X.nnz)
+    w0, w, V = 0.2, rng.normal(size=p) * 0.3, rng.normal(size=(p, k)) * 0.3
+    y = rng.normal(size=n) if loss == "squared" else rng.choice([-1.0, 1.0], n)
+    eta, kappa, lw, lv, l0, c0 = 0.05, (0.25 if loss == "logistic" else 1.0), 0.4, 0.9, 0.3, 50.0
+    share = rng.uniform(0.2, 1.5, p)
+
+    D = X.toarray()
+    XV = D @ V
+    yhat = naive_fm(D, w0, w, V)
+    m = y * yhat
+    g = {"squared": yhat - y, "logistic": -y / (1 + np.exp(m)), "hinge": np.where(m < 1, -y, 0.0)}[loss]
+    data_loss = {"squared": 0.5 * (yhat - y) ** 2, "logistic": np.log1p(np.exp(-m)), "hinge": np.maximum(0, 1 - m)}[loss].sum()
+    Gw = D.T @ g
+    GV = D.T @ (g[:, None] * XV) - ((D**2).T @ g)[:, None] * V
+    vsq = (V**2).sum(1)
+    Hw = (D**2).sum(0)
+    HV = np.array([sum(D[i, l] ** 2 * ((D[i] ** 2) @ vsq - D[i, l] ** 2 * vsq[l]) for i in range(n)) for l in range(p)])
+    c = (D != 0).sum(0)
+    act = c > 0
+    w_exp, V_exp = w.copy(), V.copy()
+    dw = 1 + eta * kappa * Hw
+    w_exp[act] = ((w * dw - eta * Gw) / (dw + eta * lw * c * share))[act]
+    dv = 1 + eta * kappa * HV
+    V_exp[act] = ((V * dv[:, None] - eta * GV) / (dv + eta * lv * c * share)[:, None])[act]
+    d0 = 1 + eta * kappa * n
+    w0_exp = (w0 * d0 - eta * g.sum()) / (d0 + eta * l0 * c0)  # every row is in the batch: m / n = 1
+
+    P = _param_matrix(w, V)
+    ws = _fm_kernels.EpochWorkspace(n, p, p, k, np.float64)
+    w0_new, loss_sum, bad, _ = _fm_kernels.sgd_epoch(
+        ws, X.indptr.astype(np.int64), X.indices, None if binary else X.data, y, np.arange(2), 32, n, P, w0, loss,
+        eta, kappa, l0, c0, lw, lv, share,
+    )
+    assert not bad
+    assert loss_sum == pytest.approx(data_loss, rel=1e-12)
+    assert w0_new == pytest.approx(w0_exp, rel=1e-12)
+    np.testing.assert_allclose(P[:, k], w_exp, atol=1e-12)
+    np.testing.assert_allclose(P[:, :k], V_exp, atol=1e-12)
+    np.testing.assert_allclose(P[:, k + 1], (P[:, :k] ** 2).sum(1), atol=1e-12)
+    assert (ws.slot == -1).all()  # the scratch is left clean for the next batch
+
+
+def _random_sgd_problem(loss, binary, seed):
+    """Rows of varying length (some empty), features that repeat within a batch."""
+    rng = np.random.default_rng(seed)
+    n, p = 403, 37
+    X = sp.random(n, p, density=0.12, random_state=seed, format="csr")
+    X = sp.csr_matrix(X.multiply((rng.random(n) > 0.05)[:, None]))  # ~5% empty rows
+    X.data = np.ones(X.nnz) if binary else rng.uniform(-1.5, 2.0, X.nnz)
+    y = rng.normal(size=n) + 3 if loss == "squared" else rng.choice([0.0, 1.0], n)
+    return X, y
+
+
+@pytest.mark.skipif(not _fm_kernels.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_compiled_sgd_equals_the_numpy_kernel(loss, binary, dtype, monkeypatch):
+    """The compiled epoch makes the numpy kernel's updates (same shuffles, batches, steps,
+    penalty shares, intercept): equal fits up to floating-point summation order."""
+    X, y = _random_sgd_problem(loss, binary, seed=3)
+    fits = {}
+    for compiled in [False, True]:
+        monkeypatch.setattr(fm_module, "USE_COMPILED", compiled)
+        for params in [dict(batch_size=29, schedule="invscaling"), dict(batch_size=1, iterations=2), dict(reg_scaling="none", reg_w0=0.2)]:
+            base = dict(factors=4, loss=loss, iterations=4, learning_rate=0.02, dtype=dtype, random_state=1)
+            m = FactorizationMachine(**{**base, **params})
+            fits[compiled, str(params)] = m.fit_matrix(X, y)
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == "float64" else dict(rtol=2e-4, atol=2e-5)
+    for key in {k[1] for k in fits}:
+        a, b = fits[False, key], fits[True, key]
+        assert a.n_iter_ == b.n_iter_
+        np.testing.assert_allclose(b.w0_, a.w0_, **tol)
+        np.testing.assert_allclose(b.w_, a.w_, **tol)
+        np.testing.assert_allclose(b.V_, a.V_, **tol)
+        np.testing.assert_allclose(b.loss_history_, a.loss_history_, **tol)
+        assert not np.array_equal(a.V_, np.zeros_like(a.V_))  # something was learned
+
+
 def _mixed_design(seed=0, n=120):
     rng = np.random.default_rng(seed)
     u = rng.integers(0, 10, n)
@@ -272,7 +378,7 @@ def _mixed_design(seed=0, n=120):
 
 @pytest.mark.parametrize("scaling", ["none", "frequency"])
 @pytest.mark.parametrize("design", ["mixed", "one-hot"])
-def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scaling):
+def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scaling, path):
     """Updating a whole group of never-co-occurring features at once is exact."""
     if design == "mixed":
         X, y = _mixed_design()
@@ -298,7 +404,7 @@ def test_als_vectorised_groups_equal_sequential_coordinate_descent(design, scali
     assert m.loss_history_[-1] == pytest.approx(objective, rel=1e-10)
 
 
-def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames):
+def test_als_on_the_social_design_equals_sequential_coordinate_descent(frames, path):
     """Same check on fit()'s design: one-hot blocks plus coloured groups of friend columns."""
     ratings, social = frames
     m = FactorizationMachine(factors=2, solver="als", reg=0.07, iterations=3, random_state=1).fit(ratings, social)
@@ -349,7 +455,7 @@ def planted():
     ],
     ids=["sgd", "als"],
 )
-def test_learns_a_planted_fm_with_pairwise_interactions(planted, params):
+def test_learns_a_planted_fm_with_pairwise_interactions(planted, params, path):
     Xtr, ytr, Xte, yte, clean = planted
     noise = rmse(clean, yte)  # 0.1
     linear = ridge_rmse(Xtr, ytr, Xte, yte)
@@ -364,7 +470,7 @@ def test_learns_a_planted_fm_with_pairwise_interactions(planted, params):
 
 
 @pytest.mark.parametrize("scaling, reg", [("none", 2.0), ("frequency", 0.02)])
-def test_sgd_and_als_minimise_the_same_objective(planted, scaling, reg):
+def test_sgd_and_als_minimise_the_same_objective(planted, scaling, reg, path):
     Xtr, ytr = planted[0], planted[1]
     common = dict(factors=3, reg=reg, reg_scaling=scaling, init_scale=0.3, random_state=0)
     als = FactorizationMachine(solver="als", iterations=60, **common).fit_matrix(Xtr, ytr)
@@ -377,7 +483,7 @@ def test_sgd_and_als_minimise_the_same_objective(planted, scaling, reg):
 
 @pytest.mark.parametrize("loss", ["logistic", "hinge"])
 @pytest.mark.parametrize("coding", [(-1, 1), (0, 1)])
-def test_classification_on_separable_data(loss, coding):
+def test_classification_on_separable_data(loss, coding, path):
     X, _, clean = planted_fm(n=3000, noise=0.0, seed=5)
     score = clean - np.median(clean)
     y = np.where(score > 0, coding[1], coding[0])
@@ -396,7 +502,7 @@ def test_classification_on_separable_data(loss, coding):
             m.predict_proba_matrix(X[2400:])
 
 
-def test_float32_batch_sizes_and_classic_sgd(planted):
+def test_float32_batch_sizes_and_classic_sgd(planted, path):
     Xtr, ytr, Xte, yte, _ = planted
     for params in [dict(dtype="float32", batch_size=256), dict(batch_size=1, iterations=3), dict(solver="als", dtype="float32")]:
         base = dict(factors=3, iterations=15, learning_rate=0.01, reg=0.001, init_scale=0.3, random_state=0)
@@ -406,7 +512,7 @@ def test_float32_batch_sizes_and_classic_sgd(planted):
         assert np.isfinite(err) and err < 0.5 * ridge_rmse(Xtr, ytr, Xte, yte), params
 
 
-def test_empty_rows_odd_batches_and_degenerate_inputs():
+def test_empty_rows_odd_batches_and_degenerate_inputs(path):
     rng = np.random.default_rng(0)
     X = sp.random(300, 20, density=0.1, random_state=1, format="csr")  # 28 rows without features
     y = rng.normal(size=300)
@@ -420,7 +526,7 @@ def test_empty_rows_odd_batches_and_degenerate_inputs():
         assert m.w0_ == pytest.approx(2.0) and not m.V_.any()
 
 
-def test_divergence_is_reported_with_advice():
+def test_divergence_is_reported_with_advice(path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 6)) * 3
     y = X[:, 0] * X[:, 1] + rng.normal(size=500)
@@ -433,7 +539,7 @@ def test_divergence_is_reported_with_advice():
     assert np.isfinite(m.V_).all()
 
 
-def test_callback_tol_and_convergence_warning(planted):
+def test_callback_tol_and_convergence_warning(planted, path):
     Xtr, ytr = planted[0], planted[1]
     seen = []
 
@@ -515,7 +621,7 @@ def frames():
 
 
 @pytest.mark.parametrize("solver", ["sgd", "als"])
-def test_dataframe_fit_predict_recommend(frames, solver):
+def test_dataframe_fit_predict_recommend(frames, solver, path):
     ratings, social = frames
     model = FactorizationMachine(factors=4, solver=solver, iterations=20, random_state=0)
     before = model.get_params()
@@ -570,7 +676,7 @@ def test_social_only_users_are_scored_from_their_friends(frames):
     np.testing.assert_allclose(r[r.user == "s1"]["score"].to_numpy(), r[r.user == "s2"]["score"].to_numpy())
 
 
-def test_seeded_refit_identical_and_inputs_untouched(frames):
+def test_seeded_refit_identical_and_inputs_untouched(frames, path):
     ratings, social = frames
     r0, s0 = ratings.copy(deep=True), social.copy(deep=True)
     for solver in ["sgd", "als"]:
@@ -584,7 +690,7 @@ def test_seeded_refit_identical_and_inputs_untouched(frames):
     pd.testing.assert_frame_equal(social, s0)
 
 
-def test_side_features_and_classification_frames(frames):
+def test_side_features_and_classification_frames(frames, path):
     ratings, _ = frames
     users = sorted(ratings["user"].unique())
     items = sorted(ratings["item"].unique())
