@@ -416,8 +416,8 @@ class SocialALS(RegularizedALS):
     with ``d_i = Σ_f w_if``. The user half-step solves it for all users at once with the
     friends' factors of the previous sweep (Jacobi), so batches are independent; with
     non-negative weights it still never increases the objective (the decrease is
-    ``½ δᵀ(D + N)δ`` with ``D + N ⪰ λI``, N = αW ⊗ I, because the signless Laplacian of W is
-    positive semidefinite).
+    ``½ δᵀ(D + N)δ`` with ``D + N ⪰ λI``, or ``min(λ, λ_b) I`` with biases, N = αW ⊗ I,
+    because the signless Laplacian of W is positive semidefinite).
 
     Users who appear only in the social graph are users of the model: they have no rating,
     so their factors are ``α Σ_f w_if u_f / (λ λ_i + α d_i)`` — their friends' weighted mean,
