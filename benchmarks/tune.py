@@ -17,6 +17,10 @@ Protocol (validation inside training data only; the test fold is never seen):
    callback records the validation RMSE after every iteration, which equals refitting
    with 5, 10, 15, 20 and 25 iterations (same seed; checked against ``evaluate``). The best
    (candidate, iterations) wins, again with the fewest iterations within ``--iter-tol``.
+   For data sets with an entry in ``FINE_GRIDS`` (FilmTrust), RegularizedALS and
+   SocialALS are searched the same way instead of by stages 1 and 2: a finer grid that
+   adds ``bias_reg`` and ``similarity="vss"``, every candidate scored after 5, 10, 15, 20,
+   25, 30 and 40 iterations of one fit per fold.
 4. Print every candidate's validation RMSE and the chosen settings as a Python dict,
    ready to paste into ``socialals/_defaults.py``.
 5. With several data sets, also pick ``generic`` settings for data without a tuned
@@ -28,6 +32,7 @@ Usage::
     python benchmarks/tune.py                         # synthetic, filmtrust and ciao
     python benchmarks/tune.py --data filmtrust --cv 3 --jobs 2
     python benchmarks/tune.py --models FactorizationMachine   # the FM only
+    python benchmarks/tune.py --data filmtrust                # FilmTrust (finer ALS grids)
 
 Runtime on 2 cores (measured): synthetic ~1 min, FilmTrust ~1 min, Ciao ~8 min; the FM
 grid alone (``--models FactorizationMachine``) 14 s, 8 s and 6.7 min (the Ciao ALS fits
@@ -117,6 +122,43 @@ def stage1_grids():
     return grids
 
 
+# ---------------------------------------------------------------- finer ALS grids
+#: Iteration counts read off the validation curves of the finer grids below.
+ALS_CURVE_ITERATIONS = [5, 10, 15, 20, 25, 30, 40]
+
+#: Finer grids, for the data sets listed, replacing stage 1 and stage 2 for those models:
+#: every candidate is fitted once per validation fold and scored after 5..40 iterations
+#: (see :func:`tune_curves`), so ``iterations`` is searched jointly with the rest.
+#: They add ``bias_reg`` (the biases' own regularisation; None = ``reg``) and VSS.
+#: RegularizedALS gets every (reg, bias_reg, weighted_reg) setting that SocialALS gets and
+#: more (a finer reg grid), so the comparison does not favour the social model.
+#: ``biases=False`` is left out: it lost at every ``reg`` in every earlier table.
+FINE_GRIDS = {
+    "filmtrust": {
+        "RegularizedALS": [
+            {"biases": [True], "weighted_reg": [False],
+             "reg": [3.0, 5.0, 7.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 20.0, 30.0],
+             "bias_reg": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, None]},
+            {"biases": [True], "weighted_reg": [True], "reg": [0.05, 0.1, 0.2, 0.5, 1.0],
+             "bias_reg": [0.1, 0.3, None]},
+        ],
+        "SocialALS": [
+            # wide
+            {"biases": [True], "weighted_reg": [False], "reg": [7.0, 10.0, 13.0, 16.0],
+             "bias_reg": [2.0, 3.0, 5.0, 8.0, None], "alpha": [1.0, 3.0, 10.0, 30.0],
+             "similarity": [None, "vss", "pcc"]},
+            # finer around the best of the wide block (validation runs of the grid without
+            # this block chose reg 13, bias_reg 5, alpha 1; with bias_reg 4-6 here, reg 12,
+            # bias_reg 4 on the block's edge, so bias_reg 3 was added)
+            {"biases": [True], "weighted_reg": [False], "reg": [11.0, 12.0, 13.0, 14.0, 15.0],
+             "bias_reg": [3.0, 4.0, 5.0, 6.0], "alpha": [0.3, 1.0, 3.0], "similarity": [None, "pcc"]},
+            {"biases": [True], "weighted_reg": [True], "reg": [0.1, 0.2, 0.5],
+             "bias_reg": [0.3, None], "alpha": [1.0, 3.0, 10.0], "similarity": [None, "pcc"]},
+        ],
+    },
+}
+
+
 # ---------------------------------------------------------------- factorization machine
 #: FM candidates (the same on every data set, so that ``generic`` can compare them).
 #: Social features multiply the design's non-zeros (about 8x on Ciao) and ALS's cost per
@@ -131,19 +173,8 @@ FM_GRID = [
 FM_ITERATIONS = [5, 10, 15, 20, 25]
 
 
-def _fm_candidates():
-    from itertools import product
-
-    out = []
-    for block in FM_GRID:
-        keys = list(block)
-        out += [dict(zip(keys, values)) for values in product(*(block[k] for k in keys))]
-    return out
-
-
-def _fm_curve(params, train, valid, social, n_iter):
-    """Validation RMSE after every iteration of one FM fit (read by a callback)."""
-    from socialals import FactorizationMachine
+def _curve(model_name, params, train, valid, social, n_iter):
+    """Validation RMSE after every iteration of one fit of ``model_name`` (read by a callback)."""
     from socialals.metrics import rmse
 
     warnings.simplefilter("ignore", UserWarning)
@@ -153,34 +184,51 @@ def _fm_curve(params, train, valid, social, n_iter):
     def record(model, it, loss):
         curve.append(rmse(truth, np.asarray(model.predict(pairs), dtype=float)))
 
-    model = FactorizationMachine(factors=FACTORS, iterations=n_iter, random_state=SEED, callback=record, **params)
+    cls = getattr(socialals, model_name)
+    extra = {"n_jobs": 1} if "n_jobs" in cls().get_params() else {}
+    model = cls(factors=FACTORS, iterations=n_iter, random_state=SEED, callback=record, **extra, **params)
     started = time.perf_counter()
     model.fit(train, social)
     return np.asarray(curve), time.perf_counter() - started
 
 
-def tune_fm(data, train, social, cv, jobs, iter_tol, stage1):
-    """Grid search of the factorization machine.
+def _expand(grid):
+    """The candidate dicts of a grid (a dict of lists, or a list of them), without repeats."""
+    from itertools import product
 
-    Every candidate is fitted once per validation fold with ``max(FM_ITERATIONS)``
+    out, seen = [], set()
+    for block in grid if isinstance(grid, list) else [grid]:
+        keys = list(block)
+        for values in product(*(block[k] for k in keys)):
+            candidate = dict(zip(keys, values))
+            key = repr(sorted(candidate.items(), key=str))
+            if key not in seen:
+                seen.add(key)
+                out.append(candidate)
+    return out
+
+
+def tune_curves(name, candidates, checkpoints, data, train, social, cv, jobs, iter_tol, stage1):
+    """Grid search in which the number of iterations is read off validation curves.
+
+    Every candidate is fitted once per validation fold with ``max(checkpoints)``
     iterations; a callback records the validation RMSE after every iteration. A fit
     with fewer iterations is exactly the first iterations of a longer one (same seed,
-    ``tol=0``), so this equals refitting at every count of ``FM_ITERATIONS``, at the cost
+    ``tol=0``), so this equals refitting at every count of ``checkpoints``, at the cost
     of one fit. The candidate with the lowest validation RMSE at any of those counts
     wins; its iterations are the fewest within ``iter_tol`` of its best.
     """
     from joblib import Parallel, delayed
 
-    candidates = _fm_candidates()
     folds = list(KFold(n_splits=cv, shuffle=True, random_state=SEED).split(train))
-    n_iter = max(FM_ITERATIONS)
-    # the costly fits first (ALS with social features), for a better load balance
-    order = sorted(range(len(candidates)), key=lambda c: (not candidates[c]["social_features"],
-                                                          candidates[c]["solver"] != "als"))
+    n_iter = max(checkpoints)
+    # the costly fits first (FM: ALS with social features), for a better load balance
+    order = sorted(range(len(candidates)), key=lambda c: (not candidates[c].get("social_features", False),
+                                                          candidates[c].get("solver", "als") != "als"))
     tasks = [(c, j) for c in order for j in range(len(folds))]
     started = time.perf_counter()
     outputs = Parallel(n_jobs=jobs)(
-        delayed(_fm_curve)(candidates[c], train.iloc[folds[j][0]], train.iloc[folds[j][1]], social, n_iter)
+        delayed(_curve)(name, candidates[c], train.iloc[folds[j][0]], train.iloc[folds[j][1]], social, n_iter)
         for c, j in tasks
     )
     seconds = time.perf_counter() - started
@@ -193,26 +241,36 @@ def tune_fm(data, train, social, cv, jobs, iter_tol, stage1):
     rows = []
     for c, params in enumerate(candidates):
         row = {f"param_{k}": v for k, v in params.items()}
-        row.update({f"rmse@{t}": mean[c, t - 1] for t in FM_ITERATIONS})
+        row.update({f"rmse@{t}": mean[c, t - 1] for t in checkpoints})
         row["fit_s"] = fit_s[c].mean()
         row["params"] = params
         rows.append(row)
     table = pd.DataFrame(rows)
-    at = [f"rmse@{t}" for t in FM_ITERATIONS]
+    at = [f"rmse@{t}" for t in checkpoints]
     table["best"] = table[at].min(axis=1)
-    print(f"\n--- FactorizationMachine: {len(candidates)} candidates x {len(folds)} folds, one fit of {n_iter} "
-          f"iterations each, in {seconds:.0f} s (validation RMSE after 5..{n_iter} iterations; fit_s per fit)")
+    print(f"\n--- {name}: {len(candidates)} candidates x {len(folds)} folds, one fit of {n_iter} "
+          f"iterations each, in {seconds:.0f} s (validation RMSE after {checkpoints[0]}..{n_iter} iterations; "
+          "fit_s per fit)")
     print(table.drop(columns=["params"]).to_string(float_format=lambda x: f"{x:.4f}"))
     win = int(table["best"].idxmin())
     scores = table.loc[win, at].astype(float)
-    good = [t for t, v in zip(FM_ITERATIONS, scores) if v <= scores.min() + iter_tol]
+    good = [t for t, v in zip(checkpoints, scores) if v <= scores.min() + iter_tol]
     best = {**candidates[win], "iterations": min(good)}
     score = float(scores[f"rmse@{min(good)}"])
-    # for ``generic``: every candidate at ITERATIONS, like the stage-1 tables of the ALS models
-    stage1.setdefault("FactorizationMachine", {})[data] = pd.DataFrame(
-        {"mean_score": table[f"rmse@{ITERATIONS}"], "params": table["params"]})
-    print(f"chosen for FactorizationMachine: {best}  (validation RMSE {score:.4f})")
+    top = table.nsmallest(5, "best")
+    print(f"five best: " + "; ".join(f"{p} {b:.4f}" for p, b in zip(top["params"], top["best"])))
+    if stage1 is not None and ITERATIONS in checkpoints:
+        # for ``generic``: every candidate at ITERATIONS, like the stage-1 tables
+        stage1.setdefault(name, {})[data] = pd.DataFrame(
+            {"mean_score": table[f"rmse@{ITERATIONS}"], "params": table["params"]})
+    print(f"chosen for {name}: {best}  (validation RMSE {score:.4f})")
     return best
+
+
+def tune_fm(data, train, social, cv, jobs, iter_tol, stage1):
+    """Grid search of the factorization machine (see :func:`tune_curves`)."""
+    return tune_curves("FactorizationMachine", _expand(FM_GRID), FM_ITERATIONS, data, train, social, cv, jobs,
+                       iter_tol, stage1)
 
 
 def search(template, grid, train, social, cv, jobs):
@@ -234,8 +292,13 @@ def tune(data: str, cv: int, jobs: int, only=None, iter_tol: float = 0.001, stag
     train = training_part(ratings)
     print(f"\n===== {data}: tuning on {len(train):,} of {len(ratings):,} ratings (training part of fold 0), {cv}-fold CV")
     chosen = {}
+    fine = FINE_GRIDS.get(data, {})
     for name, (template, grid) in stage1_grids().items():
         if only and name not in only:
+            continue
+        if name in fine:
+            chosen[name] = tune_curves(name, _expand(fine[name]), ALS_CURVE_ITERATIONS, data, train, social, cv,
+                                       jobs, iter_tol, stage1)
             continue
         gs, secs = search(template, grid, train, social, cv, jobs)
         show(f"{name} stage 1", gs, secs)
@@ -270,18 +333,25 @@ def generic(stage1: dict) -> dict:
     chosen = {}
     print("\n===== generic settings (smallest mean relative RMSE excess over the tuned data sets)")
     for name, by_data in stage1.items():
-        excess = None
-        for table in by_data.values():
-            rel = table["mean_score"] / table["mean_score"].min() - 1.0
-            excess = rel if excess is None else excess + rel
-        excess = excess / len(by_data)
-        best = int(excess.idxmin())
-        params = dict(next(iter(by_data.values())).loc[best, "params"])
+        # candidates are matched by their parameters (the finer grids differ per data set);
+        # only candidates searched on every data set compete
+        scores, params_of = {}, {}
+        for d, table in by_data.items():
+            keys = [repr(sorted(p.items(), key=str)) for p in table["params"]]
+            scores[d] = pd.Series(table["mean_score"].to_numpy(float), index=keys)
+            params_of.update(zip(keys, table["params"]))
+        common = sorted(set.intersection(*(set(v.index) for v in scores.values())))
+        if not common:
+            print(f"{name}: no candidate was searched on every data set; nothing chosen")
+            continue
+        excess = sum(v[common] / v.min() - 1.0 for v in scores.values()) / len(scores)
+        best = excess.idxmin()
+        params = dict(params_of[best])
         if name != "ALS":
-            params["iterations"] = ITERATIONS  # FM: its scores were read at ITERATIONS too
+            params["iterations"] = ITERATIONS  # curve-tuned models: scores read at ITERATIONS too
         chosen[name] = params
         print(f"{name}: {params}  (mean relative excess {excess[best]:.2%}; "
-              + ", ".join(f"{d} {t.loc[best, 'mean_score']:.4f}" for d, t in by_data.items()) + ")")
+              + ", ".join(f"{d} {v[best]:.4f}" for d, v in scores.items()) + ")")
     return chosen
 
 

@@ -24,6 +24,7 @@ numba threads (rows are independent, so the thread count does not change results
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from typing import Callable, Optional
@@ -49,6 +50,9 @@ class _ALSFamily(BaseRecommender):
 
     def _alpha_value(self) -> float:
         return 0.0
+
+    def _bias_reg_value(self) -> float:
+        return self._reg_value()
 
     def _uses_biases(self) -> bool:
         return False
@@ -80,8 +84,12 @@ class _ALSFamily(BaseRecommender):
         n_users, n_items = data.n_users, data.n_items
         cnt_u = np.diff(R.indptr).astype(np.float64)
         cnt_i = np.diff(Rt.indptr).astype(np.float64)
-        lam_u = lam * cnt_u if self._uses_weighted_reg() else np.full(n_users, lam)
-        lam_i = lam * cnt_i if self._uses_weighted_reg() else np.full(n_items, lam)
+        scale_u = cnt_u if self._uses_weighted_reg() else np.ones(n_users)
+        scale_i = cnt_i if self._uses_weighted_reg() else np.ones(n_items)
+        lam_u, lam_i = lam * scale_u, lam * scale_i
+        # bias regulariser (λ_b, defaulting to λ), with the same per-row weights λ_i
+        lam_b = float(self._bias_reg_value()) if biases else 0.0
+        lam_bu, lam_bi = lam_b * scale_u, lam_b * scale_i
         mu = float(R.data.mean()) if biases else 0.0
 
         W = self._social_weights(data) if alpha > 0 else None
@@ -98,7 +106,7 @@ class _ALSFamily(BaseRecommender):
         bu = np.zeros(n_users, dtype=dt)
         bi = np.zeros(n_items, dtype=dt)
         kk = k + 1 if biases else k
-        unregularised = lam == 0.0 and W is None
+        unregularised = lam == 0.0 and lam_b == 0.0 and W is None
 
         def design(F):
             if not biases:
@@ -112,6 +120,9 @@ class _ALSFamily(BaseRecommender):
             diag_u = np.repeat(lam_u[:, None], kk, axis=1)
             diag_u[:, :k] += alpha * deg[:, None]
             diag_i = np.repeat(lam_i[:, None], kk, axis=1)
+            if biases:
+                diag_u[:, k] = lam_bu
+                diag_i[:, k] = lam_bi
             diag_u, diag_i = diag_u.astype(dt), diag_i.astype(dt)
 
         n_jobs = self.n_jobs
@@ -142,9 +153,11 @@ class _ALSFamily(BaseRecommender):
                 # ---- the objective written in the docstring
                 loss = 0.5 * float(sse.sum())
                 if lam > 0:
-                    nu = np.einsum("ij,ij->i", U, U, dtype=np.float64) + (bu.astype(np.float64) ** 2 if biases else 0.0)
-                    ni = np.einsum("ij,ij->i", V, V, dtype=np.float64) + (bi.astype(np.float64) ** 2 if biases else 0.0)
+                    nu = np.einsum("ij,ij->i", U, U, dtype=np.float64)
+                    ni = np.einsum("ij,ij->i", V, V, dtype=np.float64)
                     loss += 0.5 * float(lam_u @ nu) + 0.5 * float(lam_i @ ni)
+                if lam_b > 0:
+                    loss += 0.5 * float(lam_bu @ bu.astype(np.float64) ** 2) + 0.5 * float(lam_bi @ bi.astype(np.float64) ** 2)
                 if W is not None and len(e_w):
                     diff = U[e_i].astype(np.float64) - U[e_f]
                     loss += 0.5 * alpha * float(e_w @ np.einsum("ij,ij->i", diff, diff))
@@ -296,27 +309,33 @@ class RegularizedALS(_ALSFamily):
     Minimises ::
 
         L = 1/2 Σ_{(i,j) ∈ Ω} (r_ij − μ − b_i − c_j − u_iᵀ v_j)²
-            + λ/2 Σ_i λ_i (‖u_i‖² + b_i²) + λ/2 Σ_j λ_j (‖v_j‖² + c_j²)
+            + λ/2 Σ_i λ_i ‖u_i‖² + λ/2 Σ_j λ_j ‖v_j‖²
+            + λ_b/2 Σ_i λ_i b_i² + λ_b/2 Σ_j λ_j c_j²
 
-    with ``λ = reg``; ``λ_i = n_i`` and ``λ_j = m_j`` when ``weighted_reg=True`` (ALS-WR,
-    Zhou et al. 2008, as Spark MLlib does), else 1. Without ``biases`` the terms ``μ``,
-    ``b`` and ``c`` are absent. With biases, ``μ`` is the training mean (fixed) and each
-    row's bias is solved jointly with its factors in one (k+1)-dimensional normal equation.
+    with ``λ = reg`` and ``λ_b = bias_reg`` (``λ_b = λ`` when ``bias_reg`` is None);
+    ``λ_i = n_i`` and ``λ_j = m_j`` when ``weighted_reg=True`` (ALS-WR, Zhou et al. 2008,
+    as Spark MLlib does), else 1. Without ``biases`` the terms ``μ``, ``b`` and ``c`` are
+    absent. With biases, ``μ`` is the training mean (fixed) and each row's bias is solved
+    jointly with its factors in one (k+1)-dimensional normal equation.
 
     The user half-step solves, for every user at once (batched), ::
 
-        (Σ_{j ∈ Ω_i} v_j v_jᵀ + λ λ_i I) u_i = Σ_{j ∈ Ω_i} (r_ij − μ − b_i − c_j) v_j
+        (Σ_{j ∈ Ω_i} ṽ_j ṽ_jᵀ + λ_i diag(λ, …, λ, λ_b)) (u_i, b_i) = Σ_{j ∈ Ω_i} (r_ij − μ − c_j) ṽ_j
 
-    (with the bias folded in), and the item half-step is its mirror image.
+    with ``ṽ_j = (v_j, 1)`` (without biases: ``(Σ v_j v_jᵀ + λ λ_i I) u_i = Σ r_ij v_j``),
+    and the item half-step is its mirror image.
 
     Parameters
     ----------
     reg : float, default 0.1
         λ.
     weighted_reg : bool, default False
-        Scale λ by each row's rating count (ALS-WR).
+        Scale λ (and λ_b) by each row's rating count (ALS-WR).
     biases : bool, default False
-        Add the global mean and regularised user and item biases."""
+        Add the global mean and regularised user and item biases.
+    bias_reg : float or None, default None
+        λ_b, the regularisation of the biases (as BiasedMF in Surprise and LibRec has its
+        own); None uses ``reg``. Ignored without ``biases``."""
         + _COMMON_DOC
         + _ATTR_DOC
         + """    global_mean_, user_bias_, item_bias_ : float, ndarray, ndarray
@@ -344,11 +363,13 @@ class RegularizedALS(_ALSFamily):
         dtype: str = "float64",
         init_scale: float = 0.1,
         callback: Optional[Callable] = None,
+        bias_reg: Optional[float] = None,
     ):
         self.factors = factors
         self.reg = reg
         self.weighted_reg = weighted_reg
         self.biases = biases
+        self.bias_reg = bias_reg
         self.iterations = iterations
         self.tol = tol
         self.n_jobs = n_jobs
@@ -362,9 +383,15 @@ class RegularizedALS(_ALSFamily):
         self._check_float("reg", 0.0)
         self._check_bool("weighted_reg")
         self._check_bool("biases")
+        b = self.bias_reg
+        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real) or not np.isfinite(b) or b < 0):
+            raise self._bad_param("bias_reg", "None or a float >= 0")
 
     def _reg_value(self) -> float:
         return float(self.reg)
+
+    def _bias_reg_value(self) -> float:
+        return float(self.reg if self.bias_reg is None else self.bias_reg)
 
     def _uses_biases(self) -> bool:
         return bool(self.biases)
@@ -391,8 +418,8 @@ class SocialALS(RegularizedALS):
     with ``d_i = Σ_f w_if``. The user half-step solves it for all users at once with the
     friends' factors of the previous sweep (Jacobi), so batches are independent; with
     non-negative weights it still never increases the objective (the decrease is
-    ``½ δᵀ(D + N)δ`` with ``D + N ⪰ λI``, N = αW ⊗ I, because the signless Laplacian of W is
-    positive semidefinite).
+    ``½ δᵀ(D + N)δ`` with ``D + N ⪰ λI``, or ``min(λ, λ_b) I`` with biases, N = αW ⊗ I,
+    because the signless Laplacian of W is positive semidefinite).
 
     Users who appear only in the social graph are users of the model: they have no rating,
     so their factors are ``α Σ_f w_if u_f / (λ λ_i + α d_i)`` — their friends' weighted mean,
@@ -410,7 +437,10 @@ class SocialALS(RegularizedALS):
         items (PCC mapped to [0, 1] by (x + 1)/2); a link with no co-rated item gets 0.5
         (see :mod:`socialals.social`).
     weighted_reg, biases : bool
-        As in :class:`RegularizedALS`."""
+        As in :class:`RegularizedALS`.
+    bias_reg : float or None, default None
+        λ_b, as in :class:`RegularizedALS` (None: ``reg``). The social term does not
+        involve the biases."""
         + _COMMON_DOC
         + _ATTR_DOC
         + """    social_weights_ : scipy.sparse.csr_matrix
@@ -445,12 +475,14 @@ class SocialALS(RegularizedALS):
         dtype: str = "float64",
         init_scale: float = 0.1,
         callback: Optional[Callable] = None,
+        bias_reg: Optional[float] = None,
     ):
         super().__init__(
             factors=factors,
             reg=reg,
             weighted_reg=weighted_reg,
             biases=biases,
+            bias_reg=bias_reg,
             iterations=iterations,
             tol=tol,
             n_jobs=n_jobs,

@@ -33,12 +33,15 @@ def dense_state(model, ratings, social=None):
     return R, M, W
 
 
-def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases):
+def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases, bias_reg=None):
     """The written objective and its gradient, computed densely from scratch."""
     U, V = model.user_factors_.astype(float), model.item_factors_.astype(float)
     n_u, n_i = M.sum(1), M.sum(0)
-    lu = reg * (n_u if weighted else np.ones_like(n_u))
-    li = reg * (n_i if weighted else np.ones_like(n_i))
+    wu = n_u if weighted else np.ones_like(n_u)
+    wi = n_i if weighted else np.ones_like(n_i)
+    lu, li = reg * wu, reg * wi
+    breg = reg if bias_reg is None else bias_reg
+    lbu, lbi = breg * wu, breg * wi
     P = U @ V.T
     if biases:
         b, c, mu = model.user_bias_, model.item_bias_, model.global_mean_
@@ -48,13 +51,14 @@ def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases):
     E = M * (R - P)
     d = W.sum(1)
     L = np.diag(d) - W
-    obj = 0.5 * (E**2).sum() + 0.5 * lu @ ((U**2).sum(1) + b**2) + 0.5 * li @ ((V**2).sum(1) + c**2)
+    obj = 0.5 * (E**2).sum() + 0.5 * lu @ (U**2).sum(1) + 0.5 * li @ (V**2).sum(1)
+    obj += 0.5 * lbu @ b**2 + 0.5 * lbi @ c**2
     iu, iv = np.triu_indices(len(U), 1)
     obj += 0.5 * alpha * (W[iu, iv] * ((U[iu] - U[iv]) ** 2).sum(1)).sum()
     gU = -E @ V + lu[:, None] * U + alpha * L @ U
     gV = -E.T @ U + li[:, None] * V
-    gb = -E.sum(1) + lu * b
-    gc = -E.sum(0) + li * c
+    gb = -E.sum(1) + lbu * b
+    gc = -E.sum(0) + lbi * c
     return obj, gU, gV, gb, gc
 
 
@@ -216,6 +220,13 @@ GRAD_CASES = [
     (SocialALS, dict(reg=0.3, alpha=0.7, biases=True)),
     (SocialALS, dict(reg=0.05, alpha=0.7, weighted_reg=True, biases=True)),
     (SocialALS, dict(reg=0.3, alpha=0.7, similarity="pcc")),
+    (RegularizedALS, dict(reg=0.3, biases=True, bias_reg=0.02)),
+    (RegularizedALS, dict(reg=0.05, weighted_reg=True, biases=True, bias_reg=0.2)),
+    (RegularizedALS, dict(reg=0.0, biases=True, bias_reg=0.5)),  # regularised biases, free factors
+    # a weakly regularised bias trades off against the social term: slower convergence
+    (SocialALS, dict(reg=0.3, alpha=0.7, biases=True, bias_reg=0.05, iterations=2000)),
+    (SocialALS, dict(reg=0.05, alpha=0.7, weighted_reg=True, biases=True, bias_reg=0.0, iterations=2000)),
+    (SocialALS, dict(reg=0.3, alpha=0.7, biases=True, bias_reg=0.05, similarity="vss", iterations=2000)),
 ]
 
 
@@ -223,7 +234,8 @@ GRAD_CASES = [
 def test_gradient_of_written_objective_vanishes(cls, params, path):
     ratings, _, _ = planted_ratings(n_users=40, n_items=30, k=3, density=0.35, noise=0.3, seed=2)
     social = random_social(40, 90, seed=4, extra_users=5, weights=True)
-    model = cls(factors=3, iterations=400, tol=0, random_state=0, n_jobs=1, **params).fit(ratings, social)
+    params = {"iterations": 400, **params}
+    model = cls(factors=3, tol=0, random_state=0, n_jobs=1, **params).fit(ratings, social)
     sim = params.get("similarity")
     soc = social
     if sim is not None:  # the model multiplies the given weights by the similarity
@@ -235,7 +247,8 @@ def test_gradient_of_written_objective_vanishes(cls, params, path):
     R, M, W = dense_state(model, ratings, soc if cls is SocialALS else None)
     alpha = params.get("alpha", 0.0)
     obj, gU, gV, gb, gc = objective_and_grads(
-        model, R, M, W, params["reg"], alpha, params.get("weighted_reg", False), params.get("biases", False)
+        model, R, M, W, params["reg"], alpha, params.get("weighted_reg", False), params.get("biases", False),
+        params.get("bias_reg"),
     )
     assert model.loss_history_[-1] == pytest.approx(obj, rel=1e-10)
     scale = np.abs(R).max() * np.sqrt(M.sum())
@@ -265,6 +278,30 @@ def test_social_alpha_zero_equals_regularized(path):
         np.testing.assert_array_equal(a.loss_history_, b.loss_history_)
 
 
+def test_bias_reg_none_means_reg_and_is_ignored_without_biases(path):
+    ratings, _, _ = planted_ratings(seed=3)
+    social = random_social(60, 100, seed=2)
+    for cls, extra in ((RegularizedALS, {}), (SocialALS, {"alpha": 0.5})):
+        fits = [cls(factors=4, reg=0.2, biases=True, iterations=5, random_state=7, bias_reg=b, **extra).fit(ratings, social)
+                for b in (None, 0.2)]
+        np.testing.assert_array_equal(fits[0].user_bias_, fits[1].user_bias_)
+        np.testing.assert_array_equal(fits[0].loss_history_, fits[1].loss_history_)
+        plain = [cls(factors=4, reg=0.2, iterations=5, random_state=7, bias_reg=b, **extra).fit(ratings, social)
+                 for b in (None, 3.0)]
+        np.testing.assert_array_equal(plain[0].user_factors_, plain[1].user_factors_)
+        # and a different bias_reg changes the fit
+        other = cls(factors=4, reg=0.2, biases=True, iterations=5, random_state=7, bias_reg=2.0, **extra).fit(ratings, social)
+        assert np.abs(other.user_bias_).sum() < np.abs(fits[0].user_bias_).sum()
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "1", True])
+def test_bad_bias_reg_is_a_clear_error(bad):
+    ratings, _, _ = planted_ratings(seed=3)
+    for cls in (RegularizedALS, SocialALS):
+        with pytest.raises(ValueError, match=r"'bias_reg' parameter of \w+ must be None or a float >= 0"):
+            cls(biases=True, bias_reg=bad).fit(ratings)
+
+
 @pytest.mark.parametrize(
     "model",
     [
@@ -273,8 +310,10 @@ def test_social_alpha_zero_equals_regularized(path):
         RegularizedALS(factors=4, reg=0.02, weighted_reg=True, biases=True, iterations=12, random_state=0),
         SocialALS(factors=4, reg=0.1, alpha=1.0, iterations=12, random_state=0),
         SocialALS(factors=4, reg=0.1, alpha=2.0, similarity="vss", biases=True, iterations=12, random_state=0),
+        SocialALS(factors=4, reg=0.1, bias_reg=0.01, alpha=2.0, biases=True, iterations=12, random_state=0),
+        RegularizedALS(factors=4, reg=0.0, bias_reg=0.5, biases=True, iterations=12, random_state=0),
     ],
-    ids=["als", "reg", "reg-wr-bias", "social", "social-vss-bias"],
+    ids=["als", "reg", "reg-wr-bias", "social", "social-vss-bias", "social-bias-reg", "reg-bias-reg-only"],
 )
 def test_loss_history_never_rises(model, small_problem, path):
     ratings, social = small_problem

@@ -19,6 +19,7 @@ def _models():
         RegularizedALS(factors=3, reg=0.05, biases=True, weighted_reg=True, iterations=4, random_state=0),
         SocialALS(factors=3, reg=0.1, alpha=0.5, iterations=4, random_state=0),
         SocialALS(factors=3, reg=0.1, alpha=0.5, similarity="pcc", biases=True, iterations=4, random_state=0),
+        SocialALS(factors=3, reg=0.1, bias_reg=0.01, alpha=0.5, biases=True, iterations=4, random_state=0),
     ]
     fm = getattr(socialals, "FactorizationMachine", None)
     if fm is not None:

@@ -24,6 +24,7 @@ def _models():
         SocialALS(factors=3, reg=0.1, alpha=0.5, iterations=3, random_state=0),
         SocialALS(factors=3, reg=0.1, alpha=0.5, similarity="pcc", biases=True, iterations=3, random_state=0),
         SocialALS(factors=3, reg=0.1, alpha=0.0, biases=True, iterations=3, random_state=0),  # social_weights_ None
+        SocialALS(factors=3, reg=0.1, bias_reg=0.02, alpha=0.5, biases=True, iterations=3, random_state=0),
     ]
     fm = getattr(socialals, "FactorizationMachine", None)
     if fm is not None:
@@ -304,6 +305,21 @@ def test_bad_metadata(saved, tmp_path, edit, message):
     bad = _rewrite(saved, tmp_path / "edited.npz", edit_meta=edit)
     with pytest.raises(ValueError, match=f"edited.npz.*{message}"):
         socialals.load(bad)
+
+
+def test_bias_reg_is_saved_and_files_without_it_load_as_none(tmp_path):
+    fitted, ratings = _fitted(MODELS[6])
+    assert fitted.bias_reg == 0.02
+    fitted.save(tmp_path / "b.npz")
+    loaded = socialals.load(tmp_path / "b.npz")
+    assert loaded.bias_reg == 0.02
+    # a file written before ``bias_reg`` existed has no such parameter: it means reg
+    plain, ratings = _fitted(MODELS[4])
+    plain.save(tmp_path / "old.npz")
+    old = _rewrite(tmp_path / "old.npz", tmp_path / "old2.npz", edit_meta=lambda m: m["params"].pop("bias_reg"))
+    loaded = socialals.load(old)
+    assert loaded.bias_reg is None
+    np.testing.assert_array_equal(loaded.predict(ratings), plain.predict(ratings))
 
 
 def test_metadata_not_json(saved, tmp_path):
