@@ -34,7 +34,7 @@ except Exception:  # numba missing or broken: the numpy path is used
 
 AVAILABLE = numba is not None
 
-__all__ = ["AVAILABLE", "solve_rows_fused"]
+__all__ = ["AVAILABLE", "solve_rows_fused", "weighted_sq_distances"]
 
 
 if AVAILABLE:
@@ -145,7 +145,7 @@ if AVAILABLE:
                             H[a, c] = G[a, c]
                         for c in range(a, kp):
                             H[a, c] = 0.0
-                        dd[a] = G[a, a] + diag[r, a]
+                        dd[a] = np.float64(G[a, a]) + np.float64(diag[r, a])
                     if not _cholesky_solve(H, dd, k, b, x):
                         ok[r] = False
                         continue
@@ -201,6 +201,42 @@ if AVAILABLE:
                     sse[r] = acc
 
 
+    @njit(parallel=True, fastmath=True, cache=True)
+    def _row_sq_distances(indptr, indices, weights, U, out):  # pragma: no cover
+        for r in prange(len(indptr) - 1):
+            acc = 0.0
+            for p in range(indptr[r], indptr[r + 1]):
+                f = indices[p]
+                d2 = 0.0
+                for a in range(U.shape[1]):
+                    d = np.float64(U[r, a]) - np.float64(U[f, a])
+                    d2 += d * d
+                acc += weights[p] * d2
+            out[r] = acc
+
+
+def weighted_sq_distances(indptr, indices, weights, U, n_threads):
+    """Per row ``r`` of a CSR graph: ``sum_p w_p ||U[r] - U[indices[p]]||^2`` (float64).
+
+    Each row's sum runs in a fixed order on one thread, so the result (and its
+    ``np.sum``) does not depend on ``n_threads``.
+    """
+    out = np.empty(len(indptr) - 1)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        _row_sq_distances(indptr, indices, np.asarray(weights, dtype=np.float64), np.ascontiguousarray(U), out)
+    finally:
+        numba.set_num_threads(previous)
+    return out
+
+
+def _index_array(a):
+    """``a`` itself when it is a contiguous int32/int64 array (the kernel takes both)."""
+    a = np.ascontiguousarray(a)
+    return a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
+
+
 def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n_threads, out, sse):
     """Solve ``(A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i`` for ``rows`` (``d > 0``).
 
@@ -225,11 +261,11 @@ def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n
             order,
             threads,
             16 if Y.dtype == np.float32 else 8,  # two AVX2 vectors of the dtype
-            np.ascontiguousarray(indptr, dtype=np.int64),
-            np.ascontiguousarray(indices, dtype=np.int64),
+            _index_array(indptr),
+            _index_array(indices),
             np.ascontiguousarray(targets, dtype=np.float64),
             np.ascontiguousarray(Y),
-            np.ascontiguousarray(diag, dtype=np.float64),
+            np.ascontiguousarray(diag),  # the dtype of Y: no float64 copy per half-step
             np.ascontiguousarray(ext),
             use_extra,
             want_sse,

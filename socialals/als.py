@@ -31,8 +31,10 @@ from typing import Callable, Optional
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import effective_n_jobs
 from threadpoolctl import threadpool_limits
 
+from . import _fused, _linalg
 from ._linalg import solve_rows
 from .base import BaseRecommender
 from .data import Dataset
@@ -96,8 +98,8 @@ class _ALSFamily(BaseRecommender):
         self.social_weights_ = W
         if W is not None:
             deg = np.asarray(W.sum(axis=1)).ravel()
-            upper = sp.triu(W, k=1).tocoo()
-            e_i, e_f, e_w = upper.row, upper.col, upper.data
+            upper = sp.triu(W, k=1).tocsr()  # each link once
+            e_i, e_f, e_w = np.repeat(np.arange(n_users), np.diff(upper.indptr)), upper.indices, upper.data
         else:
             deg = np.zeros(n_users)
 
@@ -159,8 +161,12 @@ class _ALSFamily(BaseRecommender):
                 if lam_b > 0:
                     loss += 0.5 * float(lam_bu @ bu.astype(np.float64) ** 2) + 0.5 * float(lam_bi @ bi.astype(np.float64) ** 2)
                 if W is not None and len(e_w):
-                    diff = U[e_i].astype(np.float64) - U[e_f]
-                    loss += 0.5 * alpha * float(e_w @ np.einsum("ij,ij->i", diff, diff))
+                    if _linalg.USE_COMPILED:  # per-user sums in parallel, no (links x k) temporaries
+                        per_user = _fused.weighted_sq_distances(upper.indptr, e_f, e_w, U, effective_n_jobs(n_jobs))
+                        loss += 0.5 * alpha * float(per_user.sum())
+                    else:
+                        diff = U[e_i].astype(np.float64) - U[e_f]
+                        loss += 0.5 * alpha * float(e_w @ np.einsum("ij,ij->i", diff, diff))
                 history.append(loss)
                 self._store(U, V, bu, bi, mu, biases, history)
                 if self.callback is not None and self.callback(self, it, loss):
