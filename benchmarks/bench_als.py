@@ -14,8 +14,10 @@ Usage::
     python benchmarks/bench_als.py --data ml1m --k 64 --jobs 2
     python benchmarks/bench_als.py --dtype float32
 
-Seconds per iteration = wall time of ``fit`` sweeps / iterations (after one warm-up fit);
-peak memory = tracemalloc's peak of numpy/Python allocations during one sweep.
+Seconds per iteration = wall time of ``fit`` sweeps / iterations (after one warm-up fit),
+the best and the median of ``--repeats`` fits (a shared VM's timings wander by 20 % or more
+between runs; the best is the least disturbed); peak memory = tracemalloc's peak of
+numpy/Python allocations during one sweep.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def make_model(name: str, k: int, jobs: int, dtype: str, iterations: int):
     return SocialALS(reg=0.1, alpha=0.1, **common)
 
 
-def run(data_name, ratings, social, ks, jobs_list, dtype, iterations, memory):
+def run(data_name, ratings, social, ks, jobs_list, dtype, iterations, memory, repeats):
     rows = []
     for k in ks:
         for jobs in jobs_list:
@@ -92,8 +94,11 @@ def run(data_name, ratings, social, ks, jobs_list, dtype, iterations, memory):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     make_model(name, k, jobs, dtype, 1).fit(ratings, soc)  # warm-up
-                    m = make_model(name, k, jobs, dtype, iterations).fit(ratings, soc)
-                    per_iter = m.fit_seconds_ / m.n_iter_
+                    times = []
+                    for _ in range(repeats):
+                        m = make_model(name, k, jobs, dtype, iterations).fit(ratings, soc)
+                        times.append(m.fit_seconds_ / m.n_iter_)
+                    per_iter, median = min(times), float(np.median(times))
                     peak = float("nan")
                     if memory:
                         tracemalloc.start()
@@ -101,9 +106,11 @@ def run(data_name, ratings, social, ks, jobs_list, dtype, iterations, memory):
                         peak = tracemalloc.get_traced_memory()[1] / 2**20
                         tracemalloc.stop()
                 rows.append(
-                    dict(data=data_name, model=name, k=k, n_jobs=jobs, dtype=dtype, s_per_iter=per_iter, peak_MiB=peak)
+                    dict(data=data_name, model=name, k=k, n_jobs=jobs, dtype=dtype, s_per_iter=per_iter,
+                         median_s_per_iter=median, peak_MiB=peak)
                 )
-                print(f"  {data_name:<5} {name:<15} k={k:<3} jobs={jobs} {per_iter:7.3f} s/iter  peak {peak:7.1f} MiB", flush=True)
+                print(f"  {data_name:<5} {name:<15} k={k:<3} jobs={jobs} {per_iter:7.3f} s/iter (median {median:.3f})  "
+                      f"peak {peak:7.1f} MiB", flush=True)
     return rows
 
 
@@ -114,6 +121,7 @@ def main(argv=None):
     ap.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="timed fits per setting (best and median reported)")
     ap.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"))
     args = ap.parse_args(argv)
@@ -134,7 +142,7 @@ def main(argv=None):
                 ratings, social = load_ciao(path=p)
         print(f"{d}: {len(ratings):,} ratings, {ratings['user'].nunique():,} users, "
               f"{ratings['item'].nunique():,} items, {len(social):,} links (built in {time.perf_counter() - t0:.1f} s)")
-        rows += run(d, ratings, social, args.k, args.jobs, args.dtype, args.iterations, not args.no_memory)
+        rows += run(d, ratings, social, args.k, args.jobs, args.dtype, args.iterations, not args.no_memory, args.repeats)
     table = pd.DataFrame(rows)
     if len(table):
         print()
