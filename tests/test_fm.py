@@ -223,22 +223,12 @@ def sparse_kernels(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
-def test_sgd_step_is_the_documented_damped_update(binary, sparse_kernels):
-    """One batch through the fused kernel equals the formula written out with dense algebra."""
-    rng = np.random.default_rng(2)
-    n, p, k = 30, 10, 3
-    X = sp.random(n, p, density=0.35, random_state=7, format="csr")
-    X.data = np.ones(X.nnz) if binary else rng.uniform(0.5, 2.0, X.nnz)
-    w0, w, V = 0.1, rng.normal(size=p) * 0.3, rng.normal(size=(p, k)) * 0.3
-    y = rng.normal(size=n)
-    eta, kappa, lw, lv = 0.05, 1.0, 0.4, 0.9
-    share = rng.uniform(0.2, 1.5, p)  # penalty weight per occurrence, c_l / n_l
-
-    # the formula: G from the dense gradient; H_w = Σ x²; H_V = Σ x_l² Σ_{m≠l} x_m² ‖v_m‖²
-    D = X.toarray()
+def damped_update_by_formula(D, w, V, g, eta, kappa, lw, lv, share):
+    """The documented damped SGD step of (w, V) for one batch, written out with dense algebra:
+    G from the dense gradient; H_w = Σ x², H_V = Σ x_l² Σ_{m≠l} x_m² ‖v_m‖²; features absent
+    from the batch keep their values."""
+    n, p = D.shape
     XV = D @ V
-    g = naive_fm(D, w0, w, V) - y
     Gw = D.T @ g
     GV = D.T @ (g[:, None] * XV) - ((D**2).T @ g)[:, None] * V
     vsq = (V**2).sum(1)
@@ -251,6 +241,24 @@ def test_sgd_step_is_the_documented_damped_update(binary, sparse_kernels):
     w_exp[act] = ((w * dw - eta * Gw) / (dw + eta * lw * c * share))[act]
     dv = 1 + eta * kappa * HV
     V_exp[act] = ((V * dv[:, None] - eta * GV) / (dv + eta * lv * c * share)[:, None])[act]
+    return w_exp, V_exp
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
+def test_sgd_step_is_the_documented_damped_update(binary, sparse_kernels):
+    """One batch through the fused kernel equals the formula written out with dense algebra."""
+    rng = np.random.default_rng(2)
+    n, p, k = 30, 10, 3
+    X = sp.random(n, p, density=0.35, random_state=7, format="csr")
+    X.data = np.ones(X.nnz) if binary else rng.uniform(0.5, 2.0, X.nnz)
+    w0, w, V = 0.1, rng.normal(size=p) * 0.3, rng.normal(size=(p, k)) * 0.3
+    y = rng.normal(size=n)
+    eta, kappa, lw, lv = 0.05, 1.0, 0.4, 0.9
+    share = rng.uniform(0.2, 1.5, p)  # penalty weight per occurrence, c_l / n_l
+
+    D = X.toarray()
+    g = naive_fm(D, w0, w, V) - y
+    w_exp, V_exp = damped_update_by_formula(D, w, V, g, eta, kappa, lw, lv, share)
 
     P = _param_matrix(w, V)
     ws = _Workspace(n, X.nnz, p, k, np.float64, np.int64)
@@ -289,23 +297,11 @@ def test_compiled_batch_is_the_documented_damped_update(loss, binary):
     share = rng.uniform(0.2, 1.5, p)
 
     D = X.toarray()
-    XV = D @ V
     yhat = naive_fm(D, w0, w, V)
     m = y * yhat
     g = {"squared": yhat - y, "logistic": -y / (1 + np.exp(m)), "hinge": np.where(m < 1, -y, 0.0)}[loss]
     data_loss = {"squared": 0.5 * (yhat - y) ** 2, "logistic": np.log1p(np.exp(-m)), "hinge": np.maximum(0, 1 - m)}[loss].sum()
-    Gw = D.T @ g
-    GV = D.T @ (g[:, None] * XV) - ((D**2).T @ g)[:, None] * V
-    vsq = (V**2).sum(1)
-    Hw = (D**2).sum(0)
-    HV = np.array([sum(D[i, l] ** 2 * ((D[i] ** 2) @ vsq - D[i, l] ** 2 * vsq[l]) for i in range(n)) for l in range(p)])
-    c = (D != 0).sum(0)
-    act = c > 0
-    w_exp, V_exp = w.copy(), V.copy()
-    dw = 1 + eta * kappa * Hw
-    w_exp[act] = ((w * dw - eta * Gw) / (dw + eta * lw * c * share))[act]
-    dv = 1 + eta * kappa * HV
-    V_exp[act] = ((V * dv[:, None] - eta * GV) / (dv + eta * lv * c * share)[:, None])[act]
+    w_exp, V_exp = damped_update_by_formula(D, w, V, g, eta, kappa, lw, lv, share)
     d0 = 1 + eta * kappa * n
     w0_exp = (w0 * d0 - eta * g.sum()) / (d0 + eta * l0 * c0)  # every row is in the batch: m / n = 1
 
