@@ -24,6 +24,9 @@ sorted by cost, which balances the long-tailed row lengths of rating data.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 try:  # pragma: no cover - exercised when numba is installed
@@ -33,6 +36,21 @@ except Exception:  # numba missing or broken: the numpy path is used
     numba = None
 
 AVAILABLE = numba is not None
+
+# numba's fallback "workqueue" threading layer (used where neither OpenMP nor TBB loads)
+# aborts the whole process when two Python threads launch parallel regions at once, e.g.
+# two models fitted from a thread pool. Launches are serialised until the layer is known
+# to be a thread-safe one (omp or tbb); then the lock is skipped.
+_LAUNCH_LOCK = threading.Lock()
+_THREAD_SAFE_LAYERS = ("omp", "tbb")
+
+
+def _launch_guard():
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet: the layer is not chosen
+        layer = None
+    return contextlib.nullcontext() if layer in _THREAD_SAFE_LAYERS else _LAUNCH_LOCK
 
 __all__ = ["AVAILABLE", "solve_rows_fused", "weighted_sq_distances"]
 
@@ -225,7 +243,8 @@ def weighted_sq_distances(indptr, indices, weights, U, n_threads):
     previous = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
     try:
-        _row_sq_distances(indptr, indices, np.asarray(weights, dtype=np.float64), np.ascontiguousarray(U), out)
+        with _launch_guard():
+            _row_sq_distances(indptr, indices, np.asarray(weights, dtype=np.float64), np.ascontiguousarray(U), out)
     finally:
         numba.set_num_threads(previous)
     return out
@@ -257,22 +276,23 @@ def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        _kernel(
-            order,
-            threads,
-            16 if Y.dtype == np.float32 else 8,  # two AVX2 vectors of the dtype
-            _index_array(indptr),
-            _index_array(indices),
-            np.ascontiguousarray(targets, dtype=np.float64),
-            np.ascontiguousarray(Y),
-            np.ascontiguousarray(diag),  # the dtype of Y: no float64 copy per half-step
-            np.ascontiguousarray(ext),
-            use_extra,
-            want_sse,
-            out,
-            sse if sse is not None else np.zeros(len(out)),
-            ok,
-        )
+        with _launch_guard():
+            _kernel(
+                order,
+                threads,
+                16 if Y.dtype == np.float32 else 8,  # two AVX2 vectors of the dtype
+                _index_array(indptr),
+                _index_array(indices),
+                np.ascontiguousarray(targets, dtype=np.float64),
+                np.ascontiguousarray(Y),
+                np.ascontiguousarray(diag),  # the dtype of Y: no float64 copy per half-step
+                np.ascontiguousarray(ext),
+                use_extra,
+                want_sse,
+                out,
+                sse if sse is not None else np.zeros(len(out)),
+                ok,
+            )
     finally:
         numba.set_num_threads(previous)
     return ok[rows]

@@ -80,6 +80,37 @@ def test_compiled_kernel_is_installed_in_ci():
         assert _linalg._fused.AVAILABLE, "numba is a dependency; the compiled half-step must be tested in CI"
 
 
+@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+def test_concurrent_fits_on_the_workqueue_threading_layer():
+    """numba's fallback threading layer aborts the process on concurrent parallel launches;
+    fits from two Python threads must still run (serialised) and match a lone fit."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(
+        """
+        import threading, numpy as np, numba
+        from socialals import SocialALS, make_social_ratings
+        r, s = make_social_ratings(n_users=150, n_items=80, random_state=0)
+        fit = lambda: SocialALS(factors=4, iterations=2, n_jobs=2, random_state=0).fit(r, s).user_factors_
+        outs = []
+        threads = [threading.Thread(target=lambda: outs.extend(fit() for _ in range(3))) for _ in range(2)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        ref = fit()
+        assert numba.threading_layer() == "workqueue", numba.threading_layer()
+        assert len(outs) == 6 and all(np.array_equal(o, ref) for o in outs)
+        print("ok")
+        """
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "NUMBA_THREADING_LAYER": "workqueue", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("k", [3, 6])
 @pytest.mark.parametrize("regularised", [True, False])
 def test_half_step_equals_dense_solve(k, regularised, path):
