@@ -37,6 +37,8 @@ except Exception:  # numba missing or broken: the numpy path is used
 
 AVAILABLE = numba is not None
 
+__all__ = ["AVAILABLE", "solve_rows_fused", "weighted_sq_distances"]
+
 # numba's fallback "workqueue" threading layer (used where neither OpenMP nor TBB loads)
 # aborts the whole process when two Python threads launch parallel regions at once, e.g.
 # two models fitted from a thread pool. Launches are serialised until the layer is known
@@ -45,14 +47,21 @@ _LAUNCH_LOCK = threading.Lock()
 _THREAD_SAFE_LAYERS = ("omp", "tbb")
 
 
-def _launch_guard():
+@contextlib.contextmanager
+def _parallel_region(n_threads):
+    """Run a parallel kernel on ``n_threads`` numba threads (restored afterwards),
+    serialised against other Python threads unless the threading layer is thread-safe."""
     try:
         layer = numba.threading_layer()
     except ValueError:  # no parallel region has run yet: the layer is not chosen
         layer = None
-    return contextlib.nullcontext() if layer in _THREAD_SAFE_LAYERS else _LAUNCH_LOCK
-
-__all__ = ["AVAILABLE", "solve_rows_fused", "weighted_sq_distances"]
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with contextlib.nullcontext() if layer in _THREAD_SAFE_LAYERS else _LAUNCH_LOCK:
+            yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 if AVAILABLE:
@@ -240,13 +249,8 @@ def weighted_sq_distances(indptr, indices, weights, U, n_threads):
     ``np.sum``) does not depend on ``n_threads``.
     """
     out = np.empty(len(indptr) - 1)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        with _launch_guard():
-            _row_sq_distances(indptr, indices, np.asarray(weights, dtype=np.float64), np.ascontiguousarray(U), out)
-    finally:
-        numba.set_num_threads(previous)
+    with _parallel_region(n_threads):
+        _row_sq_distances(indptr, indices, np.asarray(weights, dtype=np.float64), np.ascontiguousarray(U), out)
     return out
 
 
@@ -273,26 +277,21 @@ def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n
     ext = extra if use_extra else np.zeros((1, k), dtype=Y.dtype)
     ok = np.ones(len(out), dtype=bool)
     threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS, len(rows)))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        with _launch_guard():
-            _kernel(
-                order,
-                threads,
-                16 if Y.dtype == np.float32 else 8,  # two AVX2 vectors of the dtype
-                _index_array(indptr),
-                _index_array(indices),
-                np.ascontiguousarray(targets, dtype=np.float64),
-                np.ascontiguousarray(Y),
-                np.ascontiguousarray(diag),  # the dtype of Y: no float64 copy per half-step
-                np.ascontiguousarray(ext),
-                use_extra,
-                want_sse,
-                out,
-                sse if sse is not None else np.zeros(len(out)),
-                ok,
-            )
-    finally:
-        numba.set_num_threads(previous)
+    with _parallel_region(threads):
+        _kernel(
+            order,
+            threads,
+            16 if Y.dtype == np.float32 else 8,  # two AVX2 vectors of the dtype
+            _index_array(indptr),
+            _index_array(indices),
+            np.ascontiguousarray(targets, dtype=np.float64),
+            np.ascontiguousarray(Y),
+            np.ascontiguousarray(diag),  # the dtype of Y: no float64 copy per half-step
+            np.ascontiguousarray(ext),
+            use_extra,
+            want_sse,
+            out,
+            sse if sse is not None else np.zeros(len(out)),
+            ok,
+        )
     return ok[rows]
