@@ -8,8 +8,9 @@ targets ``t`` and diagonal ``d > 0`` it solves ``(A^T A + diag(d)) x = A^T t + e
 * ``n_i = 0``: ``x = e / d``;
 * ``0 < n_i < k``: the Woodbury form, an ``n_i x n_i`` Cholesky instead of ``k x k``
   (``x = g - D^-1 A^T (I + A D^-1 A^T)^-1 A g``, ``g = D^-1 (A^T t + e)``), in float64;
-* ``n_i >= k``: the lower triangle of ``A^T A`` is accumulated four ratings at a time,
-  straight from the factor rows (no gather), in the factors' dtype: float32 factors give
+* ``n_i >= k``: the rows of ``A`` are gathered in L1-sized blocks and ``A^T A`` is summed
+  by a register-blocked micro-kernel (4 x 2-vector tiles of the lower triangle, emitted
+  as LLVM IR through a numba intrinsic), in the factors' dtype: float32 factors give
   float32 Gram sums, as Spark, implicit and LensKit do, float64 factors float64 sums.
   The right-hand side, the Cholesky factorisation and the solves are float64.
 
@@ -31,7 +32,10 @@ import numpy as np
 
 try:  # pragma: no cover - exercised when numba is installed
     import numba
-    from numba import njit, prange
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 except Exception:  # numba missing or broken: the numpy path is used
     numba = None
 
@@ -66,42 +70,111 @@ def _parallel_region(n_threads):
 
 if AVAILABLE:
     _jit = njit(fastmath=True, cache=True, nogil=True)
-    # inlined into the kernel at numba IR level, so LLVM sees that the freshly allocated
-    # Gram buffer aliases nothing and vectorises the accumulation
-    _jit_inline = njit(fastmath=True, cache=True, nogil=True, inline="always")
 
-    @_jit_inline
-    def _gram_lower(Y, indices, s0, m, t, G, b, width):  # pragma: no cover
-        """``G = lower(A^T A)`` (in ``G``'s dtype) and ``b += A^T t`` (float64), ``A = Y[indices[s0:s0+m]]``.
+    def _make_tile(negate):
+        """An intrinsic ``tile(A, p0, m, a0, c0, G)``:
+        ``G[a0:a0+4, c0:c0+w] (+/-)= A[p0:p0+m, a0:a0+4]^T A[p0:p0+m, c0:c0+w]``, ``w`` = two
+        256-bit vectors of the dtype (16 float32, 8 float64); ``-=`` when ``negate``.
 
-        Four ratings per pass over ``G``, so each load and store of a ``G`` line serves
-        four multiply-adds; the inner loop runs along contiguous factor rows. Line ``a``
-        is accumulated up to column ``a`` rounded up to a multiple of ``width`` (a few
-        entries above the diagonal, never used): inner loops whose lengths are multiples
-        of two SIMD vectors leave no scalar remainder, which measured 10-25 % faster than
-        the exact triangle (and than full lines) for both dtypes.
+        A register-blocked micro-kernel emitted as LLVM IR: the 4 x w block of ``G`` lives
+        in eight vector registers while rows of ``A`` stream past; each row costs two
+        vector loads and four broadcasts for eight fused multiply-adds, so the loop is
+        bound by the FMA units instead of by loads and stores of ``G`` (2.5-2.7x the
+        throughput of accumulating in memory). ``A`` and ``G`` are C-contiguous 2-D
+        arrays of one float dtype (possibly the same array, with rows ``p0:p0+m`` disjoint
+        from rows ``a0:a0+4``); the caller keeps every index in bounds.
+        """
+
+        @intrinsic
+        def tile(typingctx, A, p0, m, a0, c0, G):
+            if not (isinstance(A, types.Array) and isinstance(G, types.Array) and A.dtype == G.dtype
+                    and A.dtype in (types.float32, types.float64)):
+                return None
+            sig = types.void(A, p0, m, a0, c0, G)
+
+            def codegen(context, builder, signature, args):
+                aty, gty = signature.args[0], signature.args[5]
+                fl = context.get_value_type(aty.dtype)
+                L = 8 if aty.dtype == types.float32 else 4
+                vec = ir.VectorType(fl, L)
+                vptr = vec.as_pointer()
+                intp = context.get_value_type(types.intp)
+                arr_a = context.make_array(aty)(context, builder, args[0])
+                arr_g = context.make_array(gty)(context, builder, args[5])
+                lda = cgutils.unpack_tuple(builder, arr_a.shape, 2)[1]
+                ldg = cgutils.unpack_tuple(builder, arr_g.shape, 2)[1]
+                p0, m, a0, c0 = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 2, 3, 4))
+                name = "llvm.fma.v%d%s" % (L, "f32" if L == 8 else "f64")
+                fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), name)
+
+                def const(v):
+                    return ir.Constant(intp, v)
+
+                # accumulators: stack slots that LLVM's mem2reg turns into registers
+                slots, g_ptrs = [], []
+                for i in range(4):
+                    row = builder.mul(builder.add(a0, const(i)), ldg)
+                    for v in range(2):
+                        off = builder.add(row, builder.add(c0, const(v * L)))
+                        p = builder.bitcast(builder.gep(arr_g.data, [off]), vptr)
+                        slot = cgutils.alloca_once(builder, vec)
+                        builder.store(builder.load(p, align=1), slot)
+                        slots.append(slot)
+                        g_ptrs.append(p)
+                undef = ir.Constant(vec, ir.Undefined)
+                splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
+                with cgutils.for_range(builder, m) as loop:
+                    row = builder.gep(arr_a.data, [builder.mul(builder.add(p0, loop.index), lda)])
+                    cols = [builder.load(builder.bitcast(builder.gep(row, [builder.add(c0, const(v * L))]), vptr),
+                                         align=1) for v in range(2)]
+                    for i in range(4):
+                        s = builder.load(builder.gep(row, [builder.add(a0, const(i))]))
+                        if negate:
+                            s = builder.fneg(s)
+                        bcast = builder.shuffle_vector(
+                            builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
+                        for v in range(2):
+                            slot = slots[2 * i + v]
+                            builder.store(builder.call(fma, [bcast, cols[v], builder.load(slot)]), slot)
+                for p, slot in zip(g_ptrs, slots):
+                    builder.store(builder.load(slot), p, align=1)
+                return context.get_dummy_value()
+
+            return sig, codegen
+
+        return tile
+
+    _tile_add = _make_tile(False)
+    _tile_sub = _make_tile(True)
+
+    @_jit
+    def _gram_lower(Y, indices, s0, m, t, Ag, G, b, width):  # pragma: no cover
+        """``G = A^T A`` on and below the diagonal (in ``G``'s dtype), ``b += A^T t`` (float64).
+
+        ``A = Y[indices[s0:s0+m]]`` is gathered ``Ag.shape[0]`` rows at a time into ``Ag``
+        (its columns beyond ``k`` stay zero), and each block is folded into ``G`` by
+        :func:`_tile_add` over the 4 x ``width`` tiles that touch the lower triangle
+        (a few entries above the diagonal are computed and never used). ``G`` is
+        ``kp x kp``, ``kp`` = ``k`` rounded up to ``width``.
         """
         k = Y.shape[1]
-        p = s0
-        e = s0 + m
-        while p + 4 <= e:
-            j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
-            t0, t1, t2, t3 = t[p], t[p + 1], t[p + 2], t[p + 3]
-            for a in range(k):
-                y0, y1, y2, y3 = Y[j0, a], Y[j1, a], Y[j2, a], Y[j3, a]
-                b[a] += np.float64(y0) * t0 + np.float64(y1) * t1 + np.float64(y2) * t2 + np.float64(y3) * t3
-                for c in range(min(k, (a // width + 1) * width)):
-                    G[a, c] += y0 * Y[j0, c] + y1 * Y[j1, c] + y2 * Y[j2, c] + y3 * Y[j3, c]
-            p += 4
-        while p < e:
-            j0 = indices[p]
-            t0 = t[p]
-            for a in range(k):
-                y0 = Y[j0, a]
-                b[a] += np.float64(y0) * t0
-                for c in range(min(k, (a // width + 1) * width)):
-                    G[a, c] += y0 * Y[j0, c]
-            p += 1
+        kp = G.shape[0]
+        block = Ag.shape[0]
+        for a in range(kp):
+            for c in range(kp):
+                G[a, c] = 0
+        for q0 in range(0, m, block):
+            nb = min(block, m - q0)
+            for p in range(nb):
+                j = indices[s0 + q0 + p]
+                tp = t[s0 + q0 + p]
+                for a in range(k):
+                    y = Y[j, a]
+                    Ag[p, a] = y
+                    b[a] += np.float64(y) * tp
+            for a0 in range(0, kp, 4):
+                for c0 in range(0, a0 + 4, width):
+                    _tile_add(Ag, 0, nb, a0, c0, G)
 
     @_jit
     def _cholesky_solve(H, dd, n, b, x):  # pragma: no cover
@@ -149,7 +222,11 @@ if AVAILABLE:
                 out, sse, ok):  # pragma: no cover
         k = Y.shape[1]
         kp = (k + 7) // 8 * 8
+        kg = (k + width - 1) // width * width
+        block = max(8, 16384 // (kg * Y.itemsize))  # a gathered block fills half of L1
         for chunk in prange(n_chunks):
+            Ag = np.zeros((block, kg), Y.dtype)
+            G = np.empty((kg, kg), Y.dtype)
             H = np.zeros((k, kp))
             dd = np.empty(k)
             A = np.empty((k, k))
@@ -165,8 +242,7 @@ if AVAILABLE:
                 for a in range(k):
                     b[a] = extra[r, a] if use_extra else 0.0
                 if m >= k:
-                    G = np.zeros((k, k), Y.dtype)
-                    _gram_lower(Y, indices, s0, m, targets, G, b, width)
+                    _gram_lower(Y, indices, s0, m, targets, Ag, G, b, width)
                     for a in range(k):
                         for c in range(a):
                             H[a, c] = G[a, c]
