@@ -12,7 +12,10 @@ targets ``t`` and diagonal ``d > 0`` it solves ``(A^T A + diag(d)) x = A^T t + e
   by a register-blocked micro-kernel (4 x 2-vector tiles of the lower triangle, emitted
   as LLVM IR through a numba intrinsic), in the factors' dtype: float32 factors give
   float32 Gram sums, as Spark, implicit and LensKit do, float64 factors float64 sums.
-  The right-hand side, the Cholesky factorisation and the solves are float64.
+  The right-hand side, the Cholesky factorisation and the solves are float64: a
+  blocked right-looking Cholesky (8-row panels by whole-vector row operations, the rest
+  by the same micro-kernel) with the right-hand side carried as an extra column, so the
+  forward substitution comes with the factorisation.
 
 A row whose Cholesky meets a non-positive pivot (possible only through rounding, when
 ``d`` is tiny next to the Gram matrix) is flagged and left to the numpy path, which
@@ -148,13 +151,13 @@ if AVAILABLE:
     _tile_sub = _make_tile(True)
 
     @_jit
-    def _gram_lower(Y, indices, s0, m, t, Ag, G, b, width):  # pragma: no cover
-        """``G = A^T A`` on and below the diagonal (in ``G``'s dtype), ``b += A^T t`` (float64).
+    def _gram_upper(Y, indices, s0, m, t, Ag, G, b, width):  # pragma: no cover
+        """``G = A^T A`` on and above the diagonal (in ``G``'s dtype), ``b += A^T t`` (float64).
 
         ``A = Y[indices[s0:s0+m]]`` is gathered ``Ag.shape[0]`` rows at a time into ``Ag``
         (its columns beyond ``k`` stay zero), and each block is folded into ``G`` by
-        :func:`_tile_add` over the 4 x ``width`` tiles that touch the lower triangle
-        (a few entries above the diagonal are computed and never used). ``G`` is
+        :func:`_tile_add` over the 4 x ``width`` tiles that touch the upper triangle
+        (a few entries below the diagonal are computed and never used). ``G`` is
         ``kp x kp``, ``kp`` = ``k`` rounded up to ``width``.
         """
         k = Y.shape[1]
@@ -173,49 +176,115 @@ if AVAILABLE:
                     Ag[p, a] = y
                     b[a] += np.float64(y) * tp
             for a0 in range(0, kp, 4):
-                for c0 in range(0, a0 + 4, width):
+                for c0 in range(a0 // width * width, kp, width):
                     _tile_add(Ag, 0, nb, a0, c0, G)
 
-    @_jit
-    def _cholesky_solve(H, dd, n, b, x):  # pragma: no cover
-        """Solve ``S x = b[:n]`` by Cholesky ``S = L L^T``, ``S`` given as ``H`` and ``dd``.
+    def _make_row_op(kind):
+        """An intrinsic ``op(D, d, A, a, s, nvec)`` on ``nvec`` whole ``<4 x double>`` vectors
+        at flat element offsets ``d`` of ``D`` and ``a`` of ``A`` (C-contiguous float64):
+        ``"fnma"``: ``D[d:d+4n] -= s * A[a:a+4n]``; ``"scale"``: ``D[d:d+4n] *= s``
+        (``A``, ``a`` unused); ``"dot"``: returns ``A[a:a+4n] . D[d:d+4n]`` (``s`` unused).
+        Whole vectors only, so no scalar remainder loops; the caller pads with zeros."""
 
-        ``H`` holds the strictly lower triangle of ``S`` and zeros everywhere else (on the
-        diagonal too), with at least ``n`` rounded up to a multiple of 8 columns; ``dd``
-        holds the diagonal. ``L`` overwrites both. Because the entries right of a row's
-        diagonal are zero, every dot product may run to the next multiple of 8, so the
-        inner loops vectorise without scalar remainders (about twice as fast at k = 64
-        as the exact lengths). ``x`` (as long as ``H`` is wide) receives the solution.
-        Returns False (``x`` undefined) when a pivot is not positive.
+        @intrinsic
+        def op(typingctx, D, d, A, a, s, nvec):
+            sig = (types.float64 if kind == "dot" else types.void)(D, d, A, a, s, nvec)
+
+            def codegen(context, builder, signature, args):
+                vec = ir.VectorType(ir.DoubleType(), 4)
+                vptr = vec.as_pointer()
+                i32 = ir.IntType(32)
+                p_d = context.make_array(signature.args[0])(context, builder, args[0]).data
+                p_a = context.make_array(signature.args[2])(context, builder, args[2]).data
+                d, a, n = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 5))
+                sc = context.cast(builder, args[4], signature.args[4], types.float64)
+                fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v4f64")
+                four = ir.Constant(d.type, 4)
+
+                def at(base, off, i):
+                    return builder.bitcast(builder.gep(base, [builder.add(off, builder.mul(i, four))]), vptr)
+
+                undef = ir.Constant(vec, ir.Undefined)
+                if kind == "fnma":
+                    sc = builder.fneg(sc)
+                sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef,
+                                            ir.Constant(ir.VectorType(i32, 4), [0] * 4))
+                acc = cgutils.alloca_once(builder, vec)
+                builder.store(ir.Constant(vec, [0.0] * 4), acc)
+                with cgutils.for_range(builder, n) as loop:
+                    p = at(p_d, d, loop.index)
+                    if kind == "scale":
+                        builder.store(builder.fmul(builder.load(p, align=8), sv), p, align=8)
+                    else:
+                        x = builder.load(at(p_a, a, loop.index), align=8)
+                        if kind == "fnma":
+                            builder.store(builder.call(fma, [sv, x, builder.load(p, align=8)]), p, align=8)
+                        else:
+                            builder.store(builder.call(fma, [x, builder.load(p, align=8), builder.load(acc)]), acc)
+                if kind != "dot":
+                    return context.get_dummy_value()
+                v = builder.load(acc)
+                lanes = [builder.extract_element(v, ir.Constant(i32, j)) for j in range(4)]
+                return builder.fadd(builder.fadd(lanes[0], lanes[1]), builder.fadd(lanes[2], lanes[3]))
+
+            return sig, codegen
+
+        return op
+
+    _row_fnma = _make_row_op("fnma")
+    _row_scale = _make_row_op("scale")
+    _row_dot = _make_row_op("dot")
+
+    @_jit
+    def _cholesky_solve(S, n, x, dinv):  # pragma: no cover
+        """Solve an ``n x n`` SPD system by blocked Cholesky ``S = R^T R``; True when solved.
+
+        ``S`` (float64, C-contiguous, at least ``n`` rounded up to 4 rows and 8 + ``n``
+        rounded up to 8 columns) holds the matrix on and above the diagonal of its first
+        ``n`` rows, the right-hand side in column ``n``, and zeros everywhere else (left
+        of the diagonals too). ``R`` overwrites the upper triangle and ``R^-T b`` column
+        ``n``, so the forward substitution rides along with the factorisation. Panels of
+        8 pivot rows are factorised with whole-vector row operations; the rest of the
+        matrix is updated by the :func:`_tile_sub` micro-kernel, four rows by two vectors
+        at a time. Rows start at their diagonal rounded down to a vector, so the entries
+        left of a diagonal hold finite scratch values, never read into the result.
+        ``x`` (at least as long as ``S`` is wide) receives the solution, ``dinv`` the
+        reciprocal pivots. Returns False (``x`` undefined) when a pivot is not positive.
         """
-        for a in range(x.shape[0]):
-            x[a] = 0.0  # the padded dot products read x[a:], multiplied by zeros
-        for a in range(n):
-            w = (a + 7) // 8 * 8
-            s = dd[a]
-            for c in range(w):
-                s -= H[a, c] * H[a, c]
-            if not s > 0.0:
-                return False
-            d = np.sqrt(s)
-            dd[a] = d
-            for i in range(a + 1, n):
-                s2 = H[i, a]
-                for c in range(w):
-                    s2 -= H[i, c] * H[a, c]
-                H[i, a] = s2 / d
-        for a in range(n):  # L y = b
-            w = (a + 7) // 8 * 8
-            s = b[a]
-            for c in range(w):
-                s -= H[a, c] * x[c]
-            x[a] = s / dd[a]
-        for a in range(n - 1, -1, -1):  # L^T x = y, column by column
-            xa = x[a] / dd[a]
-            x[a] = xa
-            for c in range(a):
-                x[c] -= H[a, c] * xa
+        w = S.shape[1]
+        ne = (n + 4) // 4 * 4  # columns with the right-hand side, in whole vectors
+        nr = (n + 3) // 4 * 4
+        for p0 in range(0, n, 8):
+            pe = min(p0 + 8, n)
+            for p in range(p0, pe):
+                s = S[p, p]
+                if not s > 0.0:
+                    return False
+                d = np.sqrt(s)
+                inv = 1.0 / d
+                c0 = p // 4 * 4
+                _row_scale(S, p * w + c0, S, 0, inv, (ne - c0) // 4)
+                S[p, p] = d
+                dinv[p] = inv
+                for q in range(p + 1, pe):
+                    cq = q // 4 * 4
+                    _row_fnma(S, q * w + cq, S, p * w + cq, S[p, q], (ne - cq) // 4)
+            for a0 in range(pe, nr, 4):
+                for c0 in range(a0 // 8 * 8, ne, 8):
+                    _tile_sub(S, p0, pe - p0, a0, c0, S)
+        for c in range(w):
+            x[c] = 0.0  # the padded dot products read x[c] for c <= p: zeros
+        for p in range(n - 1, -1, -1):  # R x = y
+            c0 = (p + 1) // 4 * 4
+            x[p] = (S[p, n] - _row_dot(x, c0, S, p * w + c0, 0.0, (nr - c0) // 4)) * dinv[p]
         return True
+
+    @_jit
+    def _zero_rows(S, n):  # pragma: no cover
+        """Zero rows ``n`` up to ``n`` rounded up to 4 (the padding :func:`_cholesky_solve` reads)."""
+        for a in range(n, (n + 3) // 4 * 4):
+            for c in range(S.shape[1]):
+                S[a, c] = 0.0
 
     @njit(parallel=True, fastmath=True, cache=True)
     def _kernel(order, n_chunks, width, indptr, indices, targets, Y, diag, extra, use_extra, want_sse,
@@ -227,14 +296,14 @@ if AVAILABLE:
         for chunk in prange(n_chunks):
             Ag = np.zeros((block, kg), Y.dtype)
             G = np.empty((kg, kg), Y.dtype)
-            H = np.zeros((k, kp))
-            dd = np.empty(k)
+            S = np.zeros((kp, kp + 8))
+            dinv = np.empty(kp)
             A = np.empty((k, k))
             AD = np.empty((k, k))
             b = np.empty(k)
             g = np.empty(k)
-            x = np.empty(kp)
-            z = np.empty(kp)
+            x = np.empty(kp + 8)
+            z = np.empty(kp + 8)
             for q in range(chunk, order.shape[0], n_chunks):
                 r = order[q]
                 s0 = indptr[r]
@@ -242,14 +311,18 @@ if AVAILABLE:
                 for a in range(k):
                     b[a] = extra[r, a] if use_extra else 0.0
                 if m >= k:
-                    _gram_lower(Y, indices, s0, m, targets, Ag, G, b, width)
+                    _gram_upper(Y, indices, s0, m, targets, Ag, G, b, width)
                     for a in range(k):
                         for c in range(a):
-                            H[a, c] = G[a, c]
-                        for c in range(a, kp):
-                            H[a, c] = 0.0
-                        dd[a] = np.float64(G[a, a]) + np.float64(diag[r, a])
-                    if not _cholesky_solve(H, dd, k, b, x):
+                            S[a, c] = 0.0
+                        S[a, a] = np.float64(G[a, a]) + np.float64(diag[r, a])
+                        for c in range(a + 1, k):
+                            S[a, c] = G[a, c]
+                        S[a, k] = b[a]
+                        for c in range(k + 1, S.shape[1]):
+                            S[a, c] = 0.0
+                    _zero_rows(S, k)
+                    if not _cholesky_solve(S, k, x, dinv):
                         ok[r] = False
                         continue
                 elif m > 0:  # Woodbury: an m x m system
@@ -267,19 +340,22 @@ if AVAILABLE:
                         s = 0.0
                         for a in range(k):
                             s += A[p, a] * g[a]
-                        b[p] = s  # b is free now: the right-hand side A g
+                        S[p, m] = s  # the right-hand side A g
+                        for c in range(p):
+                            S[p, c] = 0.0
                         for q2 in range(p):
                             s = 0.0
                             for a in range(k):
                                 s += AD[p, a] * A[q2, a]
-                            H[p, q2] = s
+                            S[q2, p] = s
                         s = 1.0
                         for a in range(k):
                             s += AD[p, a] * A[p, a]
-                        dd[p] = s
-                        for c in range(p, kp):
-                            H[p, c] = 0.0
-                    if not _cholesky_solve(H, dd, m, b, z):
+                        S[p, p] = s
+                        for c in range(m + 1, S.shape[1]):
+                            S[p, c] = 0.0
+                    _zero_rows(S, m)
+                    if not _cholesky_solve(S, m, z, dinv):
                         ok[r] = False
                         continue
                     for a in range(k):

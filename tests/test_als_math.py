@@ -111,12 +111,14 @@ def test_concurrent_fits_on_the_workqueue_threading_layer():
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("k", [3, 6])
+# k = 21 and 38 run the blocked Cholesky through several 8-row panels, the 4-row tiles and
+# ragged ends, on Gram (n >= k) and Woodbury (n < k) systems alike
+@pytest.mark.parametrize("k", [3, 6, 21, 38])
 @pytest.mark.parametrize("regularised", [True, False])
 def test_half_step_equals_dense_solve(k, regularised, path):
     rng = np.random.default_rng(5)
-    n_rows, n_other = 40, 25
-    counts = rng.integers(0, 12, n_rows)  # rows with 0, fewer than k, and at least k entries
+    n_rows, n_other = 40, max(25, 3 * k)
+    counts = rng.integers(0, max(12, 2 * k + 2), n_rows)  # rows with 0, fewer than k, and at least k entries
     counts[:3] = [0, 1, k]
     indices, targets = [], []
     for n in counts:
@@ -140,12 +142,12 @@ def test_half_step_equals_dense_solve(k, regularised, path):
         np.testing.assert_allclose(sse[r], ((t - A @ X[r]) ** 2).sum(), rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("k", [4, 7])
+@pytest.mark.parametrize("k", [4, 7, 24])
 def test_half_step_float32_equals_dense_solve(k, path):
     """float32 factors (float32 Gram sums on the compiled path) stay close to a float64 solve."""
     rng = np.random.default_rng(11)
-    n_rows, n_other = 30, 40
-    counts = rng.integers(0, 25, n_rows)
+    n_rows, n_other = 30, max(40, 3 * k)
+    counts = rng.integers(0, max(25, 2 * k + 2), n_rows)
     counts[:3] = [0, 2, 20]
     indices = [np.sort(rng.choice(n_other, n, replace=False)) for n in counts]
     indptr = np.r_[0, np.cumsum(counts)]
