@@ -236,7 +236,7 @@ if AVAILABLE:
     _row_dot = _make_row_op("dot")
 
     @_jit
-    def _cholesky_solve(S, n, x, dinv):  # pragma: no cover
+    def _cholesky_solve(S, n, x, dinv, floor):  # pragma: no cover
         """Solve an ``n x n`` SPD system by blocked Cholesky ``S = R^T R``; True when solved.
 
         ``S`` (float64, C-contiguous, at least ``n`` rounded up to 4 rows and 8 + ``n``
@@ -249,7 +249,8 @@ if AVAILABLE:
         at a time. Rows start at their diagonal rounded down to a vector, so the entries
         left of a diagonal hold finite scratch values, never read into the result.
         ``x`` (at least as long as ``S`` is wide) receives the solution, ``dinv`` the
-        reciprocal pivots. Returns False (``x`` undefined) when a pivot is not positive.
+        reciprocal pivots. Returns False (``x`` undefined) when a squared pivot is not
+        above ``floor`` (0 for a positive definite system).
         """
         w = S.shape[1]
         ne = (n + 4) // 4 * 4  # columns with the right-hand side, in whole vectors
@@ -258,7 +259,7 @@ if AVAILABLE:
             pe = min(p0 + 8, n)
             for p in range(p0, pe):
                 s = S[p, p]
-                if not s > 0.0:
+                if not s > floor:
                     return False
                 d = np.sqrt(s)
                 inv = 1.0 / d
@@ -273,10 +274,16 @@ if AVAILABLE:
                 for c0 in range(a0 // 8 * 8, ne, 8):
                     _tile_sub(S, p0, pe - p0, a0, c0, S)
         for c in range(w):
-            x[c] = 0.0  # the padded dot products read x[c] for c <= p: zeros
-        for p in range(n - 1, -1, -1):  # R x = y
-            c0 = (p + 1) // 4 * 4
-            x[p] = (S[p, n] - _row_dot(x, c0, S, p * w + c0, 0.0, (nr - c0) // 4)) * dinv[p]
+            x[c] = 0.0  # x beyond n stays 0
+        for p0 in range(nr - 4, -1, -4):  # R x = y, four rows at a time
+            # the four dot products with the solved part are independent (they overlap)
+            c0 = p0 + 4
+            nv = (nr - c0) // 4
+            for p in range(min(p0 + 3, n - 1), p0 - 1, -1):
+                t = S[p, n] - _row_dot(x, c0, S, p * w + c0, 0.0, nv)
+                for c in range(p + 1, min(c0, n)):
+                    t -= S[p, c] * x[c]
+                x[p] = t * dinv[p]
         return True
 
     @_jit
@@ -288,7 +295,7 @@ if AVAILABLE:
 
     @njit(parallel=True, fastmath=True, cache=True)
     def _kernel(order, n_chunks, width, indptr, indices, targets, Y, diag, extra, use_extra, want_sse,
-                out, sse, ok):  # pragma: no cover
+                pivot_tol, out, sse, ok):  # pragma: no cover
         k = Y.shape[1]
         kp = (k + 7) // 8 * 8
         kg = (k + width - 1) // width * width
@@ -312,17 +319,19 @@ if AVAILABLE:
                     b[a] = extra[r, a] if use_extra else 0.0
                 if m >= k:
                     _gram_upper(Y, indices, s0, m, targets, Ag, G, b, width)
+                    top = 0.0
                     for a in range(k):
                         for c in range(a):
                             S[a, c] = 0.0
                         S[a, a] = np.float64(G[a, a]) + np.float64(diag[r, a])
+                        top = max(top, S[a, a])
                         for c in range(a + 1, k):
                             S[a, c] = G[a, c]
                         S[a, k] = b[a]
                         for c in range(k + 1, S.shape[1]):
                             S[a, c] = 0.0
                     _zero_rows(S, k)
-                    if not _cholesky_solve(S, k, x, dinv):
+                    if not _cholesky_solve(S, k, x, dinv, pivot_tol * top):
                         ok[r] = False
                         continue
                 elif m > 0:  # Woodbury: an m x m system
@@ -355,7 +364,7 @@ if AVAILABLE:
                         for c in range(m + 1, S.shape[1]):
                             S[p, c] = 0.0
                     _zero_rows(S, m)
-                    if not _cholesky_solve(S, m, z, dinv):
+                    if not _cholesky_solve(S, m, z, dinv, 0.0):
                         ok[r] = False
                         continue
                     for a in range(k):
@@ -412,11 +421,14 @@ def _index_array(a):
     return a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
 
 
-def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n_threads, out, sse):
-    """Solve ``(A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i`` for ``rows`` (``d > 0``).
+def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n_threads, out, sse, pivot_tol=0.0):
+    """Solve ``(A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i`` for ``rows``.
 
-    Writes ``out[rows]`` (and ``sse[rows]`` when asked); returns a boolean mask over
-    ``rows`` of the rows solved (False: a non-positive Cholesky pivot, see module doc).
+    Every row needs ``d > 0``, or at least ``k`` observations (then ``d`` may be 0: the
+    unregularised normal equations). Writes ``out[rows]`` (and ``sse[rows]`` when asked);
+    returns a boolean mask over ``rows`` of the rows solved. False: a squared Cholesky
+    pivot of a Gram system not above ``pivot_tol`` times its largest diagonal entry (for
+    ``pivot_tol`` = 0: not positive, see module doc); the caller solves those rows itself.
     """
     k = Y.shape[1]
     rows = np.asarray(rows, dtype=np.int64)
@@ -444,6 +456,7 @@ def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n
             np.ascontiguousarray(ext),
             use_extra,
             want_sse,
+            float(pivot_tol),
             out,
             sse if sse is not None else np.zeros(len(out)),
             ok,

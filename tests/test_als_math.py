@@ -183,16 +183,27 @@ def test_compiled_kernel_hands_back_a_zero_pivot_row(monkeypatch):
     np.testing.assert_allclose(X[1], np.linalg.solve(2 * np.ones((2, 2)) + np.eye(2), [4.0, 4.0]), rtol=1e-12)
 
 
-def test_half_step_singular_gram_is_min_norm():
+def test_half_step_singular_gram_is_min_norm(path):
     # Two identical columns in the fixed factors: every Gram matrix is singular.
     rng = np.random.default_rng(1)
     Y = rng.normal(size=(10, 3))
     Y[:, 2] = Y[:, 1]
-    indptr = np.array([0, 8])
-    indices = np.arange(8)
-    t = rng.normal(size=8)
-    X, _ = solve_rows(indptr, indices, t, Y, None, None)
-    np.testing.assert_allclose(X[0], np.linalg.lstsq(Y[:8], t, rcond=None)[0], atol=1e-8)
+    indptr = np.array([0, 8, 16])
+    indices = np.r_[np.arange(8), np.arange(8)]
+    t = rng.normal(size=16)
+    Y2 = Y.copy()
+    Y2[:, 2] = rng.normal(size=10)  # the second call's rows are well posed
+    if path:  # the compiled kernel hands the singular row back, keeps the regular one
+        X = np.zeros((2, 3))
+        for Yf, expect in ((Y, [False, False]), (Y2, [True, True])):
+            done = _linalg._fused.solve_rows_fused(
+                np.arange(2), indptr, indices, t, Yf, np.zeros((2, 3)), None, False, 1, X, None, pivot_tol=1e-12
+            )
+            np.testing.assert_array_equal(done, expect)
+    for Yf in (Y, Y2):
+        X, _ = solve_rows(indptr, indices, t, Yf, None, None)
+        for r in range(2):
+            np.testing.assert_allclose(X[r], np.linalg.lstsq(Yf[:8], t[8 * r : 8 * r + 8], rcond=None)[0], atol=1e-8)
     assert np.isfinite(X).all()
 
 
