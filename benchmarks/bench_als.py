@@ -16,7 +16,7 @@ Usage::
 
 Seconds per iteration = wall time of ``fit`` sweeps / iterations (after one warm-up fit),
 the best and the median of ``--repeats`` fits (a shared VM's timings wander by 20 % or more
-between runs; the best is the least disturbed); peak memory = tracemalloc's peak of
+between runs; the best is the least disturbed), the three classes' fits interleaved; peak memory = tracemalloc's peak of
 numpy/Python allocations during one sweep.
 """
 
@@ -86,31 +86,37 @@ def make_model(name: str, k: int, jobs: int, dtype: str, iterations: int):
 
 
 def run(data_name, ratings, social, ks, jobs_list, dtype, iterations, memory, repeats):
+    """Time the three classes; their timed fits are interleaved (ALS, Reg, Social, ALS, ...),
+    so a slow spell of a shared machine hits all three alike and the ratios stay fair."""
+    names = ("ALS", "RegularizedALS", "SocialALS")
     rows = []
     for k in ks:
         for jobs in jobs_list:
-            for name in ("ALS", "RegularizedALS", "SocialALS"):
-                soc = social if name == "SocialALS" else None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    make_model(name, k, jobs, dtype, 1).fit(ratings, soc)  # warm-up
-                    times = []
-                    for _ in range(repeats):
-                        m = make_model(name, k, jobs, dtype, iterations).fit(ratings, soc)
-                        times.append(m.fit_seconds_ / m.n_iter_)
-                    per_iter, median = min(times), float(np.median(times))
+            times = {name: [] for name in names}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for name in names:  # warm-up (and numba compilation)
+                    make_model(name, k, jobs, dtype, 1).fit(ratings, social if name == "SocialALS" else None)
+                for _ in range(repeats):
+                    for name in names:
+                        m = make_model(name, k, jobs, dtype, iterations).fit(
+                            ratings, social if name == "SocialALS" else None
+                        )
+                        times[name].append(m.fit_seconds_ / m.n_iter_)
+                for name in names:
+                    per_iter, median = min(times[name]), float(np.median(times[name]))
                     peak = float("nan")
                     if memory:
                         tracemalloc.start()
-                        make_model(name, k, jobs, dtype, 1).fit(ratings, soc)
+                        make_model(name, k, jobs, dtype, 1).fit(ratings, social if name == "SocialALS" else None)
                         peak = tracemalloc.get_traced_memory()[1] / 2**20
                         tracemalloc.stop()
-                rows.append(
-                    dict(data=data_name, model=name, k=k, n_jobs=jobs, dtype=dtype, s_per_iter=per_iter,
-                         median_s_per_iter=median, peak_MiB=peak)
-                )
-                print(f"  {data_name:<5} {name:<15} k={k:<3} jobs={jobs} {per_iter:7.3f} s/iter (median {median:.3f})  "
-                      f"peak {peak:7.1f} MiB", flush=True)
+                    rows.append(
+                        dict(data=data_name, model=name, k=k, n_jobs=jobs, dtype=dtype, s_per_iter=per_iter,
+                             median_s_per_iter=median, peak_MiB=peak)
+                    )
+                    print(f"  {data_name:<5} {name:<15} k={k:<3} jobs={jobs} {per_iter:7.3f} s/iter "
+                          f"(median {median:.3f})  peak {peak:7.1f} MiB", flush=True)
     return rows
 
 
@@ -149,6 +155,8 @@ def main(argv=None):
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         soc = table.pivot_table(index=["data", "k", "n_jobs"], columns="model", values="s_per_iter")
         soc["social/regularized"] = soc["SocialALS"] / soc["RegularizedALS"]
+        med = table.pivot_table(index=["data", "k", "n_jobs"], columns="model", values="median_s_per_iter")
+        soc["ratio of medians"] = med["SocialALS"] / med["RegularizedALS"]
         print()
         print(soc.to_string(float_format=lambda x: f"{x:.3f}"))
 

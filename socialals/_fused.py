@@ -43,7 +43,8 @@ try:  # pragma: no cover - exercised when numba is installed
 except Exception:  # numba missing or broken: the numpy path is used
     numba = None
 
-AVAILABLE = numba is not None
+# NUMBA_DISABLE_JIT runs njit functions as Python, where the LLVM intrinsics cannot run
+AVAILABLE = numba is not None and not numba.config.DISABLE_JIT
 
 __all__ = ["AVAILABLE", "solve_rows_fused", "weighted_sq_distances"]
 
@@ -108,7 +109,9 @@ if AVAILABLE:
                 lda = cgutils.unpack_tuple(builder, arr_a.shape, 2)[1]
                 ldg = cgutils.unpack_tuple(builder, arr_g.shape, 2)[1]
                 p0, m, a0, c0 = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 2, 3, 4))
-                name = "llvm.fma.v%d%s" % (L, "f32" if L == 8 else "f64")
+                # fmuladd: one fused multiply-add where the CPU has FMA, a multiply and an add
+                # elsewhere (llvm.fma would fall back to a slow libm call per lane)
+                name = "llvm.fmuladd.v%d%s" % (L, "f32" if L == 8 else "f64")
                 fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), name)
 
                 def const(v):
@@ -189,6 +192,8 @@ if AVAILABLE:
 
         @intrinsic
         def op(typingctx, D, d, A, a, s, nvec):
+            if not all(isinstance(t, types.Array) and t.dtype == types.float64 for t in (D, A)):
+                return None
             sig = (types.float64 if kind == "dot" else types.void)(D, d, A, a, s, nvec)
 
             def codegen(context, builder, signature, args):
@@ -199,7 +204,9 @@ if AVAILABLE:
                 p_a = context.make_array(signature.args[2])(context, builder, args[2]).data
                 d, a, n = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 5))
                 sc = context.cast(builder, args[4], signature.args[4], types.float64)
-                fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v4f64")
+                fma = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fmuladd.v4f64"
+                )
                 four = ir.Constant(d.type, 4)
 
                 def at(base, off, i):
