@@ -247,14 +247,17 @@ if AVAILABLE:
     def _cholesky_solve(S, n, x, dinv, floor):  # pragma: no cover
         """Solve an ``n x n`` SPD system by blocked Cholesky ``S = R^T R``; True when solved.
 
-        ``S`` (float64, C-contiguous, at least ``n`` rounded up to 4 rows and 8 + ``n``
-        rounded up to 8 columns) holds the matrix on and above the diagonal of its first
-        ``n`` rows, the right-hand side in column ``n``, and zeros everywhere else (left
-        of the diagonals too). ``R`` overwrites the upper triangle and ``R^-T b`` column
-        ``n``, so the forward substitution rides along with the factorisation. Panels of
-        8 pivot rows are factorised with whole-vector row operations; the rest of the
-        matrix is updated by the :func:`_tile_sub` micro-kernel, four rows by two vectors
-        at a time. Rows start at their diagonal rounded down to a vector, so the entries
+        ``S`` (float64, C-contiguous, at least ``n`` rounded up to 4 rows and
+        :func:`_extent` columns) holds the matrix on and above the diagonal of its first
+        ``n`` rows and the right-hand side in column ``n``; zeros must fill the rest of
+        the first ``_extent(n)`` columns of the rows up to ``n`` rounded up to 4, except
+        left of each diagonal, where only the entries of the diagonal's 8-column block
+        are read (and must be zero): nothing further left is ever touched. ``R``
+        overwrites the upper triangle and ``R^-T b`` column ``n``, so the forward
+        substitution rides along with the factorisation. Panels of 8 pivot rows are
+        factorised with whole-vector row operations; the rest of the matrix is updated by
+        the :func:`_tile_sub` micro-kernel, four rows by two vectors at a time. Row
+        operations start at the diagonal rounded down to a vector, so those few entries
         left of a diagonal hold finite scratch values, never read into the result.
         ``x`` (at least as long as ``S`` is wide) receives the solution, ``dinv`` the
         reciprocal pivots. Returns False (``x`` undefined) when a squared pivot is not
@@ -272,13 +275,16 @@ if AVAILABLE:
                 d = np.sqrt(s)
                 inv = 1.0 / d
                 c0 = p // 4 * 4
+                # scaling row p from its vector start also turns S[p, p] into s / d = d: no
+                # scalar store there, which would stall the vector loads of the row that follow
                 _row_scale(S, p * w + c0, S, 0, inv, (ne - c0) // 4)
-                S[p, p] = d
                 dinv[p] = inv
                 for q in range(p + 1, pe):
                     cq = q // 4 * 4
                     _row_fnma(S, q * w + cq, S, p * w + cq, S[p, q], (ne - cq) // 4)
-            for a0 in range(pe, nr, 4):
+            if pe == n:  # the last panel: nothing left to update (and pe may be ragged)
+                break
+            for a0 in range(pe, nr, 4):  # pe is a multiple of 8 here: a0 + 4 <= nr
                 for c0 in range(a0 // 8 * 8, ne, 8):
                     _tile_sub(S, p0, pe - p0, a0, c0, S)
         for c in range(w):
@@ -298,8 +304,13 @@ if AVAILABLE:
     def _zero_rows(S, n):  # pragma: no cover
         """Zero rows ``n`` up to ``n`` rounded up to 4 (the padding :func:`_cholesky_solve` reads)."""
         for a in range(n, (n + 3) // 4 * 4):
-            for c in range(S.shape[1]):
+            for c in range(_extent(n)):
                 S[a, c] = 0.0
+
+    @_jit
+    def _extent(n):  # pragma: no cover
+        """The columns :func:`_cholesky_solve` reads for an ``n x n`` system."""
+        return ((n + 4) // 4 * 4 + 7) // 8 * 8
 
     @njit(parallel=True, fastmath=True, cache=True)
     def _kernel(order, n_chunks, width, gram_min, indptr, indices, targets, Y, diag, extra, use_extra, want_sse,
@@ -329,14 +340,14 @@ if AVAILABLE:
                     _gram_upper(Y, indices, s0, m, targets, Ag, G, b, width)
                     top = 0.0
                     for a in range(k):
-                        for c in range(a):
+                        for c in range(a // 8 * 8, a):
                             S[a, c] = 0.0
                         S[a, a] = np.float64(G[a, a]) + np.float64(diag[r, a])
                         top = max(top, S[a, a])
                         for c in range(a + 1, k):
                             S[a, c] = G[a, c]
                         S[a, k] = b[a]
-                        for c in range(k + 1, S.shape[1]):
+                        for c in range(k + 1, _extent(k)):
                             S[a, c] = 0.0
                     _zero_rows(S, k)
                     if not _cholesky_solve(S, k, x, dinv, pivot_tol * top):
@@ -358,7 +369,7 @@ if AVAILABLE:
                         for a in range(k):
                             s += A[p, a] * g[a]
                         S[p, m] = s  # the right-hand side A g
-                        for c in range(p):
+                        for c in range(p // 8 * 8, p):
                             S[p, c] = 0.0
                         for q2 in range(p):
                             s = 0.0
@@ -369,7 +380,7 @@ if AVAILABLE:
                         for a in range(k):
                             s += AD[p, a] * A[p, a]
                         S[p, p] = s
-                        for c in range(m + 1, S.shape[1]):
+                        for c in range(m + 1, _extent(m)):
                             S[p, c] = 0.0
                     _zero_rows(S, m)
                     if not _cholesky_solve(S, m, z, dinv, 0.0):

@@ -167,6 +167,34 @@ def test_half_step_float32_equals_dense_solve(k, path):
 
 
 @pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 30, 64])
+def test_blocked_cholesky_reads_only_its_documented_entries(n):
+    """_cholesky_solve's contract: NaN wherever it promises not to read leaves the solution
+    equal to a dense solve (a stray read would turn it NaN)."""
+    fz = _linalg._fused
+    rng = np.random.default_rng(n)
+    A = rng.normal(size=(n + 3, n))
+    M = A.T @ A + 0.5 * np.eye(n)
+    rhs = rng.normal(size=n)
+    kp = (n + 7) // 8 * 8
+    guarded = np.full((kp + 2, kp + 8), 7.0)  # two guard rows after S: writes past S's end show
+    S = guarded[:kp]
+    S[:] = np.nan
+    ext, nr = fz._extent(n), (n + 3) // 4 * 4
+    for a in range(nr):
+        S[a, a // 8 * 8 : ext] = 0.0  # the documented region, zero-filled
+    for a in range(n):
+        S[a, a:n] = M[a, a:]
+        S[a, n] = rhs[a]
+    xg, dg = np.full(kp + 8 + 2, 7.0), np.full(kp + 2, 7.0)
+    x, dinv = xg[: kp + 8], dg[:kp]
+    x[:] = np.nan
+    assert fz._cholesky_solve(S, n, x, dinv, 0.0)
+    np.testing.assert_allclose(x[:n], np.linalg.solve(M, rhs), rtol=1e-10, atol=1e-12)
+    assert (guarded[kp:] == 7.0).all() and (xg[kp + 8 :] == 7.0).all() and (dg[kp:] == 7.0).all()
+
+
+@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
 def test_compiled_kernel_hands_back_a_zero_pivot_row(monkeypatch):
     """A row whose Cholesky meets a zero pivot in rounding goes to the numpy path's pinv."""
     monkeypatch.setattr(_linalg, "USE_COMPILED", True)
