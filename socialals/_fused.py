@@ -29,8 +29,10 @@ sorted by cost, which balances the long-tailed row lengths of rating data.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -46,7 +48,7 @@ except Exception:  # numba missing or broken: the numpy path is used
 # NUMBA_DISABLE_JIT runs njit functions as Python, where the LLVM intrinsics cannot run
 AVAILABLE = numba is not None and not numba.config.DISABLE_JIT
 
-__all__ = ["AVAILABLE", "solve_rows_fused", "weighted_sq_distances"]
+__all__ = ["AVAILABLE", "solve_rows_fused", "weighted_neighbour_sums", "weighted_sq_distances"]
 
 # numba's fallback "workqueue" threading layer (used where neither OpenMP nor TBB loads)
 # aborts the whole process when two Python threads launch parallel regions at once, e.g.
@@ -422,6 +424,32 @@ if AVAILABLE:
             out[r] = acc
 
 
+    @njit(parallel=True, fastmath=True, cache=True)
+    def _row_neighbour_sums(indptr, indices, weights, U, scale, out):  # pragma: no cover
+        k = U.shape[1]
+        for r in prange(len(indptr) - 1):
+            acc = np.zeros(k)
+            for p in range(indptr[r], indptr[r + 1]):
+                f = indices[p]
+                w = weights[p]
+                for a in range(k):
+                    acc[a] += w * np.float64(U[f, a])
+            for a in range(k):
+                out[r, a] = scale * acc[a]
+
+
+def weighted_neighbour_sums(indptr, indices, weights, U, scale, out, n_threads):
+    """``out[r, :k] = scale * sum_p w_p U[indices[p]]`` over each row ``r`` of a CSR graph.
+
+    Summed in float64 in CSR order on one thread per row (so independent of
+    ``n_threads``), then stored in ``out``'s dtype; ``out`` may be wider than ``U``.
+    """
+    with _parallel_region(n_threads):
+        _row_neighbour_sums(_index_array(indptr), _index_array(indices), np.asarray(weights, dtype=np.float64),
+                            np.ascontiguousarray(U), float(scale), out)
+    return out
+
+
 def weighted_sq_distances(indptr, indices, weights, U, n_threads):
     """Per row ``r`` of a CSR graph: ``sum_p w_p ||U[r] - U[indices[p]]||^2`` (float64).
 
@@ -450,6 +478,44 @@ def _gram_min(k):
     return max(1, int(np.ceil(_GRAM_FRACTION * k)))
 
 
+# The row order of the last few (indptr, rows, k) seen: a fit solves the same two sparse
+# matrices every iteration, so the sort is done once per fit instead of twice per sweep.
+_ORDER_CACHE: "collections.OrderedDict[int, tuple]" = collections.OrderedDict()
+_ORDER_CACHE_SIZE = 8
+_ORDER_LOCK = threading.Lock()
+
+
+def _row_order(rows, indptr, k, gram_min):
+    """``rows`` by decreasing cost, for the round-robin threads.
+
+    Cost model: Gram rows ~ n k^2 / 2 + k^3 / 3, Woodbury rows ~ n^2 k + n^3 / 3. The order
+    only balances the threads (results never depend on it), so rows are sorted by an int16
+    key of 1/8-octave cost buckets: a radix sort, ~4x cheaper than sorting floats. Cached
+    per ``indptr`` object (held by a weak reference, so a freed array never matches).
+    """
+    key = id(indptr)
+    with _ORDER_LOCK:
+        hit = _ORDER_CACHE.get(key)
+    if hit is not None:
+        ref, c_rows, c_k, c_min, order = hit
+        if ref() is indptr and c_k == k and c_min == gram_min and np.array_equal(c_rows, rows):
+            return order
+    counts = indptr[rows + 1] - indptr[rows]
+    n = counts.astype(np.float32)
+    cost = np.where(counts >= gram_min, n * (k * k / 2) + k**3 / 3, n * n * (n / 3 + k) + k)
+    order = rows[np.argsort((-8 * np.log2(cost)).astype(np.int16), kind="stable")]
+    try:
+        ref = weakref.ref(indptr)
+    except TypeError:  # not weak-referenceable: no caching
+        return order
+    with _ORDER_LOCK:
+        _ORDER_CACHE[key] = (ref, rows.copy(), k, gram_min, order)
+        _ORDER_CACHE.move_to_end(key)
+        while len(_ORDER_CACHE) > _ORDER_CACHE_SIZE:
+            _ORDER_CACHE.popitem(last=False)
+    return order
+
+
 def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n_threads, out, sse, pivot_tol=0.0):
     """Solve ``(A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i`` for ``rows``.
 
@@ -461,14 +527,8 @@ def solve_rows_fused(rows, indptr, indices, targets, Y, diag, extra, want_sse, n
     """
     k = Y.shape[1]
     rows = np.asarray(rows, dtype=np.int64)
-    counts = indptr[rows + 1] - indptr[rows]
-    # cost model: Gram rows ~ n k^2 / 2 + k^3 / 3, Woodbury rows ~ n^2 k + n^3 / 3. The order
-    # only balances the threads (results never depend on it), so rows are sorted by an
-    # int16 key of 1/8-octave cost buckets: a radix sort, ~4x cheaper than sorting floats.
-    n = counts.astype(np.float32)
     gram_min = _gram_min(k)
-    cost = np.where(counts >= gram_min, n * (k * k / 2) + k**3 / 3, n * n * (n / 3 + k) + k)
-    order = rows[np.argsort((-8 * np.log2(cost)).astype(np.int16), kind="stable")]
+    order = _row_order(rows, indptr, k, gram_min)
     use_extra = extra is not None
     ext = extra if use_extra else np.zeros((1, k), dtype=Y.dtype)
     ok = np.ones(len(out), dtype=bool)

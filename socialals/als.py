@@ -95,6 +95,8 @@ class _ALSFamily(BaseRecommender):
         mu = float(R.data.mean()) if biases else 0.0
 
         W = self._social_weights(data) if alpha > 0 else None
+        if W is not None:
+            W = W.tocsr()
         self.social_weights_ = W
         if W is not None:
             deg = np.asarray(W.sum(axis=1)).ravel()
@@ -141,7 +143,11 @@ class _ALSFamily(BaseRecommender):
                 extra = None
                 if W is not None:
                     extra = np.zeros((n_users, kk), dtype=dt)
-                    extra[:, :k] = alpha * (W @ U)
+                    if _linalg.USE_COMPILED:  # parallel, no (users x k) float64 temporaries
+                        _fused.weighted_neighbour_sums(W.indptr, W.indices, W.data, U, alpha, extra,
+                                                       effective_n_jobs(n_jobs))
+                    else:
+                        extra[:, :k] = alpha * (W @ U)
                 X, _ = solve_rows(R.indptr, R.indices, t_u, design(V), diag_u, extra, n_jobs=n_jobs)
                 U = np.ascontiguousarray(X[:, :k])
                 if biases:

@@ -515,3 +515,31 @@ def test_vss_and_pcc_by_hand():
     x = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
     assert pcc[0] == pytest.approx((x + 1) / 2)
     assert pcc[1] == NO_EVIDENCE_SIMILARITY
+
+
+@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_social_sums_equal_sparse_products(dtype):
+    """The compiled social right-hand side α W U and per-user loss terms match scipy/numpy."""
+    import scipy.sparse as sp
+
+    fz = _linalg._fused
+    rng = np.random.default_rng(3)
+    n, k = 60, 7
+    S = sp.random(n, n, density=0.1, random_state=4, format="csr")
+    W = ((S + S.T) * 0.5).tocsr()
+    U = rng.normal(size=(n, k)).astype(dtype)
+    outs = []
+    for threads in (1, 2):
+        out = np.zeros((n, k + 1), dtype=dtype)  # wider than U, as with biases
+        fz.weighted_neighbour_sums(W.indptr, W.indices, W.data, U, 0.7, out, threads)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(outs[0][:, :k], 0.7 * (W @ U.astype(np.float64)), rtol=tol, atol=tol)
+    assert (outs[0][:, k] == 0).all()
+    upper = sp.triu(W, k=1).tocsr()
+    d = fz.weighted_sq_distances(upper.indptr, upper.indices, upper.data, U, 2)
+    rows = np.repeat(np.arange(n), np.diff(upper.indptr))
+    diff = U[rows].astype(np.float64) - U[upper.indices]
+    np.testing.assert_allclose(d.sum(), upper.data @ (diff**2).sum(1), rtol=1e-10)
