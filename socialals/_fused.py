@@ -78,6 +78,19 @@ def _parallel_region(n_threads):
 if AVAILABLE:
     _jit = njit(fastmath=True, cache=True, nogil=True)
 
+    def _fmuladd(builder, vec):
+        """``llvm.fmuladd`` on ``vec``: one fused multiply-add where the CPU has FMA, a
+        multiply and an add elsewhere (``llvm.fma`` would fall back to a libm call per lane)."""
+        name = "llvm.fmuladd.v%d%s" % (vec.count, "f32" if isinstance(vec.element, ir.FloatType) else "f64")
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), name)
+
+    def _splat(builder, vec, scalar):
+        """``scalar`` broadcast to every lane of ``vec``."""
+        i32 = ir.IntType(32)
+        undef = ir.Constant(vec, ir.Undefined)
+        one = builder.insert_element(undef, scalar, ir.Constant(i32, 0))
+        return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, vec.count), [0] * vec.count))
+
     def _make_tile(negate):
         """An intrinsic ``tile(A, p0, m, a0, c0, G)``:
         ``G[a0:a0+4, c0:c0+w] (+/-)= A[p0:p0+m, a0:a0+4]^T A[p0:p0+m, c0:c0+w]``, ``w`` = two
@@ -111,10 +124,7 @@ if AVAILABLE:
                 lda = cgutils.unpack_tuple(builder, arr_a.shape, 2)[1]
                 ldg = cgutils.unpack_tuple(builder, arr_g.shape, 2)[1]
                 p0, m, a0, c0 = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 2, 3, 4))
-                # fmuladd: one fused multiply-add where the CPU has FMA, a multiply and an add
-                # elsewhere (llvm.fma would fall back to a slow libm call per lane)
-                name = "llvm.fmuladd.v%d%s" % (L, "f32" if L == 8 else "f64")
-                fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), name)
+                fma = _fmuladd(builder, vec)
 
                 def const(v):
                     return ir.Constant(intp, v)
@@ -130,8 +140,6 @@ if AVAILABLE:
                         builder.store(builder.load(p, align=1), slot)
                         slots.append(slot)
                         g_ptrs.append(p)
-                undef = ir.Constant(vec, ir.Undefined)
-                splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
                 with cgutils.for_range(builder, m) as loop:
                     row = builder.gep(arr_a.data, [builder.mul(builder.add(p0, loop.index), lda)])
                     cols = [builder.load(builder.bitcast(builder.gep(row, [builder.add(c0, const(v * L))]), vptr),
@@ -140,8 +148,7 @@ if AVAILABLE:
                         s = builder.load(builder.gep(row, [builder.add(a0, const(i))]))
                         if negate:
                             s = builder.fneg(s)
-                        bcast = builder.shuffle_vector(
-                            builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
+                        bcast = _splat(builder, vec, s)
                         for v in range(2):
                             slot = slots[2 * i + v]
                             builder.store(builder.call(fma, [bcast, cols[v], builder.load(slot)]), slot)
@@ -206,19 +213,15 @@ if AVAILABLE:
                 p_a = context.make_array(signature.args[2])(context, builder, args[2]).data
                 d, a, n = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 5))
                 sc = context.cast(builder, args[4], signature.args[4], types.float64)
-                fma = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fmuladd.v4f64"
-                )
+                fma = _fmuladd(builder, vec)
                 four = ir.Constant(d.type, 4)
 
                 def at(base, off, i):
                     return builder.bitcast(builder.gep(base, [builder.add(off, builder.mul(i, four))]), vptr)
 
-                undef = ir.Constant(vec, ir.Undefined)
                 if kind == "fnma":
                     sc = builder.fneg(sc)
-                sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef,
-                                            ir.Constant(ir.VectorType(i32, 4), [0] * 4))
+                sv = _splat(builder, vec, sc)
                 acc = cgutils.alloca_once(builder, vec)
                 builder.store(ir.Constant(vec, [0.0] * 4), acc)
                 with cgutils.for_range(builder, n) as loop:
