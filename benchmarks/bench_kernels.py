@@ -15,6 +15,7 @@ CPU time (``time.process_time``), best of ``--repeats``, with BLAS limited to on
 
     python benchmarks/bench_kernels.py
     python benchmarks/bench_kernels.py --k 64 --dtype float32
+    python benchmarks/bench_kernels.py --k 64 --gram-fraction 1.0   # the Gram/Woodbury threshold
 """
 
 from __future__ import annotations
@@ -91,7 +92,12 @@ def main(argv=None):
     ap.add_argument("--k", nargs="+", type=int, default=[16, 64])
     ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--gram-fraction", type=float, default=None,
+                    help="rows with at least this fraction of k ratings take the Gram route (default: the library's)")
     args = ap.parse_args(argv)
+    if args.gram_fraction is not None:
+        _fused._GRAM_FRACTION = args.gram_fraction
+    print(f"compiled half-step parts, 1 thread; Gram route from {_fused._gram_min(64)} ratings at k = 64")
 
     ratings, _ = ml1m_like()
     R = sp.csr_matrix((ratings["rating"].to_numpy(float), (ratings["user"], ratings["item"]))).astype(np.float64)

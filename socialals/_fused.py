@@ -472,8 +472,9 @@ def _index_array(a):
 
 
 # Rows with at least this fraction of k ratings take the Gram route, shorter ones Woodbury:
-# with the micro-kernel Gram a row of 5k/8 ratings costs about the same both ways
-# (0.5-0.75 measured equal on MovieLens-shaped rows at k = 16 and 64, 7-9 % faster than 1).
+# with the micro-kernel Gram a row of 5k/8 ratings costs about the same both ways. On the
+# MovieLens-shaped user rows at k = 64 the half-step is 4-9 % faster than with a threshold of
+# k (``python benchmarks/bench_kernels.py --k 64 --gram-fraction 1.0`` against the default).
 _GRAM_FRACTION = 0.625
 
 
