@@ -65,14 +65,10 @@ def _chol_repeat(M, n_rep, sink):
     dinv = np.empty(kp)
     for _ in range(n_rep):
         for a in range(k):  # the fill the kernel does: see _cholesky_solve's contract
-            for c in range(a // 8 * 8, a):
-                S[a, c] = 0.0
             for c in range(a, k):
                 S[a, c] = M[a, c]
             S[a, k] = 1.0
-            for c in range(k + 1, _fused._extent(k)):
-                S[a, c] = 0.0
-        _fused._zero_rows(S, k)
+        _fused._clear_padding(S, k)
         _fused._cholesky_solve(S, k, x, dinv, 0.0)
         sink[0] += x[0]
 

@@ -254,10 +254,12 @@ if AVAILABLE:
 
         ``S`` (float64, C-contiguous, at least ``n`` rounded up to 4 rows and
         :func:`_extent` columns) holds the matrix on and above the diagonal of its first
-        ``n`` rows and the right-hand side in column ``n``; zeros must fill the rest of
-        the first ``_extent(n)`` columns of the rows up to ``n`` rounded up to 4, except
-        left of each diagonal, where only the entries of the diagonal's 8-column block
-        are read (and must be zero): nothing further left is ever touched. ``R``
+        ``n`` rows and the right-hand side in column ``n``; zeros must fill the columns
+        right of ``n`` up to ``_extent(n)`` (they enter the padded vector operations).
+        Left of each diagonal only the diagonal's 8-column block is touched, and with the
+        padding rows up to ``n`` rounded up to 4 it serves as scratch that never reaches
+        the result; it is kept zero so that stale values cannot slow the arithmetic.
+        Nothing further left is ever touched. :func:`_clear_padding` writes these zeros. ``R``
         overwrites the upper triangle and ``R^-T b`` column ``n``, so the forward
         substitution rides along with the factorisation. Panels of 8 pivot rows are
         factorised with whole-vector row operations; the rest of the matrix is updated by
@@ -306,10 +308,20 @@ if AVAILABLE:
         return True
 
     @_jit
-    def _zero_rows(S, n):  # pragma: no cover
-        """Zero rows ``n`` up to ``n`` rounded up to 4 (the padding :func:`_cholesky_solve` reads)."""
+    def _clear_padding(S, n):  # pragma: no cover
+        """Zero every entry :func:`_cholesky_solve` touches besides the matrix (on and above
+        the diagonal of rows ``< n``) and the right-hand side (column ``n``): the columns
+        right of ``n`` up to :func:`_extent` (needed), and the scratch left of each
+        diagonal within its 8-column block and the padding rows up to ``n`` rounded up to
+        4 (kept zero so stale values cannot slow the arithmetic)."""
+        e = _extent(n)
+        for a in range(n):
+            for c in range(a // 8 * 8, a):
+                S[a, c] = 0.0
+            for c in range(n + 1, e):
+                S[a, c] = 0.0
         for a in range(n, (n + 3) // 4 * 4):
-            for c in range(_extent(n)):
+            for c in range(e):
                 S[a, c] = 0.0
 
     @_jit
@@ -345,16 +357,12 @@ if AVAILABLE:
                     _gram_upper(Y, indices, s0, m, targets, Ag, G, b, width)
                     top = 0.0
                     for a in range(k):
-                        for c in range(a // 8 * 8, a):
-                            S[a, c] = 0.0
                         S[a, a] = np.float64(G[a, a]) + np.float64(diag[r, a])
                         top = max(top, S[a, a])
                         for c in range(a + 1, k):
                             S[a, c] = G[a, c]
                         S[a, k] = b[a]
-                        for c in range(k + 1, _extent(k)):
-                            S[a, c] = 0.0
-                    _zero_rows(S, k)
+                    _clear_padding(S, k)
                     if not _cholesky_solve(S, k, x, dinv, pivot_tol * top):
                         ok[r] = False
                         continue
@@ -374,8 +382,6 @@ if AVAILABLE:
                         for a in range(k):
                             s += A[p, a] * g[a]
                         S[p, m] = s  # the right-hand side A g
-                        for c in range(p // 8 * 8, p):
-                            S[p, c] = 0.0
                         for q2 in range(p):
                             s = 0.0
                             for a in range(k):
@@ -385,9 +391,7 @@ if AVAILABLE:
                         for a in range(k):
                             s += AD[p, a] * A[p, a]
                         S[p, p] = s
-                        for c in range(m + 1, _extent(m)):
-                            S[p, c] = 0.0
-                    _zero_rows(S, m)
+                    _clear_padding(S, m)
                     if not _cholesky_solve(S, m, z, dinv, 0.0):
                         ok[r] = False
                         continue
