@@ -8,6 +8,7 @@ factorization-machine baseline). Evaluation lives in :mod:`socialals.metrics` an
 __version__ = "0.1.0"
 
 from . import datasets, metrics, model_selection
+from ._config import config_context, get_config, set_config
 from .als import ALS, RegularizedALS, SocialALS
 from ._persistence import load
 from .base import BaseRecommender, clone
@@ -46,10 +47,12 @@ __all__ = [
     "SocialALS",
     "__version__",
     "clone",
+    "config_context",
     "cold_start_groups",
     "cross_validate",
     "datasets",
     "evaluate",
+    "get_config",
     "grid_search",
     "load",
     "load_ciao",
@@ -60,6 +63,7 @@ __all__ = [
     "make_social_ratings",
     "metrics",
     "model_selection",
+    "set_config",
     "train_test_split",
     "user_holdout_split",
 ]
