@@ -1,319 +1,141 @@
-"""The heavy maths of one ALS half-step: batched Gram assembly and batched solves.
+"""One ALS half-step as data (:class:`RowSystem`) and its solve: compiled, or the plain reference.
 
-For every row ``i`` of a sparse matrix (a user, or an item) with observed columns
-``J_i`` (``n_i`` of them), fixed factors ``Y`` (n_other x k) and targets ``t_i`` this solves
+Every model of the ALS family reduces a half-step to one linear system per row ``i``
+(a user, or an item) with observed columns ``J_i``, fixed factors ``Y`` and targets ``t_i``::
 
-    (A_i^T A_i + diag(d_i)) x_i = A_i^T t_i + e_i,        A_i = Y[J_i]          (1)
+    (s Σ_{j ∈ J_i} y_j y_jᵀ + G0 + diag(d_i)) x_i = Σ_{j ∈ J_i} t_ij y_j + b0 + e_i      (1)
 
-where ``d_i >= 0`` is the row's diagonal regulariser and ``e_i`` an extra right-hand side
-(the social term). Rows are grouped so that numpy/LAPACK do the inner loops:
+``diag(d_i)`` is the row's regulariser, ``e_i`` its own right-hand-side term (the social
+pull), ``G0`` and ``b0`` a dense part shared by all rows (the missing-data term) and ``s``
+the weight of the observed Gram matrix. ``d_i = None`` for all rows means *unregularised*:
+each row gets the minimum-norm least-squares solution of ``A_i x ≈ t_i`` (plain ALS).
 
-* ``n_i = 0``: ``x_i = e_i / d_i`` (0 where ``d_i = 0``).
-* ``0 < n_i < k`` and ``d_i > 0``: the Woodbury form, an ``n_i x n_i`` system instead of
-  ``k x k``:  ``x = g - D^-1 A^T (I + A D^-1 A^T)^-1 A g`` with ``g = D^-1 (A^T t + e)``.
-  Rows of equal ``n_i`` are solved as one batch.
-* otherwise the Gram path: rows are padded (with a zero factor row) to a length class
-  ``L(n_i)`` from a fixed geometric grid, Gram matrices of a batch are built by one
-  stacked ``matmul`` and solved by batched LU (``numpy.linalg.solve``; on 64 x 64 SPD
-  systems it measured faster here than batched Cholesky followed by triangular solves,
-  which numpy cannot batch).
-* with numba installed, every row with ``d_i > 0`` is solved instead by a compiled
-  kernel (:mod:`socialals._fused`): the same three cases (closed form, Woodbury, Gram)
-  per row, with the Gram matrix summed by a register-blocked micro-kernel and a blocked
-  in-place Cholesky, in parallel over rows and without joblib (3-4x faster on
-  MovieLens-like data). A row whose Cholesky meets a non-positive pivot in rounding is
-  handed back and solved here, robustly. Unregularised rows with ``n_i >= k`` go there
-  too; the kernel hands back every one whose squared pivot falls below the singularity
-  test used here (1e-12 of the largest diagonal entry).
-* unregularised rows (``d_i = 0``, plain ALS) get the minimum-norm least-squares solution:
-  ``pinv(A_i) t_i`` when ``n_i < k``, and a pseudo-inverse of the Gram matrix when a
-  Cholesky test shows it singular. Never an exception, never NaN.
-
-Every row's arithmetic depends only on its own data and its length class, never on which
-batch or worker handled it, so results are bit-identical for any ``n_jobs``, batch size or
-joblib backend.
+:func:`solve_rows` solves (1) with the compiled kernel (:mod:`socialals._kernels`) and
+gives the rows it hands back, or all rows when the compiled path is off
+(``socialals.config_context(compiled=False)``) or fails to compile, to
+:func:`solve_reference`: a deliberately plain per-row solve, the oracle of the tests.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 
-from . import _fused
+from ._config import compiled_or_reference
 from .exceptions import DivergenceError
 
-__all__ = ["solve_rows", "length_class"]
-
-# Gram-path batches hold at most this many gathered factor entries (B * L * k).
-_BATCH_ELEMENTS = 1 << 19
-_PINV_RCOND = 1e-10
-# Use the compiled per-row kernel (socialals._fused) when numba is
-# installed. Tests switch it off to check the numpy path against the same references.
-USE_COMPILED = _fused.AVAILABLE
+__all__ = ["RowSystem", "solve_rows", "solve_reference"]
 
 
-def length_class(n: np.ndarray, k: int) -> np.ndarray:
-    """Padded length for rows of ``n`` ratings: ``n`` rounded up on a ~12% geometric grid."""
-    n = np.asarray(n, dtype=np.int64)
-    out = np.maximum(n, k)
-    big = out > 16
-    # ceil to the grid 16 * 1.125**m, then to a multiple of 4
-    m = np.ceil(np.log(out[big] / 16.0) / np.log(1.125) - 1e-9)
-    grid = np.ceil(16.0 * 1.125**m / 4.0) * 4.0
-    out[big] = np.maximum(grid.astype(np.int64), out[big])
+@dataclass
+class RowSystem:
+    """System (1) for every row of a CSR matrix (see the module docstring).
+
+    ``indptr``/``indices`` give each row's observed columns of ``Y`` (n_other x kk, the
+    computation's dtype), ``targets`` (float64, aligned with ``indices``) the ``t_ij``;
+    ``diag`` and ``extra`` are (n_rows, kk) or None; ``gram`` (kk x kk) and ``rhs`` (kk,)
+    the shared ``G0``, ``b0`` or None; ``scale`` is ``s``. ``sse_targets`` (n_targets, nnz)
+    are what the solved rows' residuals are measured against (``targets`` when None).
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    targets: np.ndarray
+    Y: np.ndarray
+    diag: Optional[np.ndarray] = None
+    extra: Optional[np.ndarray] = None
+    gram: Optional[np.ndarray] = None
+    rhs: Optional[np.ndarray] = None
+    scale: float = 1.0
+    sse_targets: Optional[np.ndarray] = None
+
+    def residual_targets(self) -> np.ndarray:
+        return self.targets[None] if self.sse_targets is None else self.sse_targets
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+    def row(self, i: int):
+        """The dense matrix and right-hand side of row ``i`` (float64), and its ``A``, ``t``."""
+        lo, hi = self.indptr[i], self.indptr[i + 1]
+        A = self.Y[self.indices[lo:hi]].astype(np.float64)
+        t = np.asarray(self.targets[lo:hi], dtype=np.float64)
+        S = self.scale * (A.T @ A)
+        b = A.T @ t
+        if self.diag is not None:
+            S[np.diag_indices_from(S)] += self.diag[i]
+        if self.extra is not None:
+            b += self.extra[i]
+        if self.gram is not None:
+            S += self.gram
+            b += self.rhs
+        return S, b, A, t
+
+
+def solve_reference(system: RowSystem, rows: Optional[np.ndarray] = None, out=None, sse=None):
+    """System (1) row by row with numpy: ``solve``; the minimum-norm solution (a
+    pseudo-inverse) where the row is unregularised or its matrix singular."""
+    k = system.Y.shape[1]
+    rows = np.arange(system.n_rows) if rows is None else rows
+    out = np.empty((system.n_rows, k), dtype=system.Y.dtype) if out is None else out
+    goals = system.residual_targets()
+    for i in rows:
+        S, b, A, t = system.row(i)
+        unregularised = (system.diag is None or not system.diag[i].any()) and system.extra is None and system.gram is None
+        if unregularised and len(t) < k:  # minimum norm through the smaller Gram matrix A Aᵀ
+            x = A.T @ (_pinv(A @ A.T) @ t)
+        elif unregularised:
+            x = _pinv(S) @ b
+        else:
+            try:
+                x = np.linalg.solve(S, b)
+            except np.linalg.LinAlgError:
+                x = _pinv(S) @ b
+        out[i] = x
+        if sse is not None:
+            pred = A @ x
+            sse[i] = [float(np.sum((g[system.indptr[i] : system.indptr[i + 1]] - pred) ** 2)) for g in goals]
     return out
 
 
-def _gather(indptr, indices, targets, rows, L, pad_index):
-    """Padded column indices (B, L) and targets (B, L) of ``rows``."""
-    starts = indptr[rows]
-    counts = indptr[rows + 1] - starts
-    pos = np.arange(L)
-    valid = pos[None, :] < counts[:, None]
-    flat = np.where(valid, starts[:, None] + pos[None, :], 0)
-    idx = np.where(valid, indices[flat], pad_index)
-    t = np.where(valid, targets[flat], 0.0)
-    return idx, t
+def _pinv(S):
+    """Pseudo-inverse of a symmetric PSD matrix, dropping singular values below 1e-10 of the largest."""
+    return np.linalg.pinv(S, rcond=1e-10, hermitian=True) if S.size else S
 
 
-def _task_zero(rows, diag, extra, k, dtype):
-    if extra is None:
-        x = np.zeros((len(rows), k), dtype=dtype)
-    else:
-        d = diag[rows]
-        x = np.divide(extra[rows], d, out=np.zeros((len(rows), k), dtype=dtype), where=d > 0)
-    return rows, x, np.zeros(len(rows))
+def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, n_jobs=1):
+    """Solve (1) for every row: ``X`` (n_rows x kk, ``Y``'s dtype) and, when asked, each
+    row's ``Σ_j (g_ij − y_jᵀ x_i)²`` (float64, n_rows x n_targets) for each row ``g`` of
+    ``system.residual_targets()``. ``order`` is the rows' cost order
+    (:func:`socialals._kernels.row_order`); results never depend on it or on ``n_jobs``.
 
-
-def _task_woodbury(rows, n, indptr, indices, targets, Yx, diag, extra, want_sse):
-    idx, t = _gather(indptr, indices, targets, rows, n, Yx.shape[0] - 1)
-    A = Yx[idx]  # (B, n, k)
-    t = t.astype(Yx.dtype)
-    dinv = 1.0 / diag[rows]  # (B, k)
-    h = _tmul(t, A)
-    if extra is not None:
-        h += extra[rows]
-    g = dinv * h
-    AD = A * dinv[:, None, :]  # A D^-1
-    if n == 1:  # Sherman-Morrison, no LAPACK call per row
-        a, ad = A[:, 0], AD[:, 0]
-        z = np.einsum("bk,bk->b", a, g) / (1.0 + np.einsum("bk,bk->b", ad, a))
-        x = g - ad * z[:, None]
-    else:
-        # tiny n: einsum beats one BLAS call per row; larger n: stacked matmul
-        M = np.einsum("bik,bjk->bij", AD, A) if n < 8 else np.matmul(AD, A.transpose(0, 2, 1))
-        M[:, np.arange(n), np.arange(n)] += 1.0
-        rhs = np.einsum("bnk,bk->bn", A, g)
-        z = _solve(M, rhs)
-        x = g - _tmul(z, AD)
-    sse = _sse(A, t, x) if want_sse else None
-    return rows, x, sse
-
-
-def _tmul(t, A):
-    """``A_b^T t_b`` for every b: (B, n), (B, n, k) -> (B, k). (einsum is slow here for small n.)"""
-    return np.matmul(t[:, None, :], A)[:, 0]
-
-
-def _solve(M, rhs):
-    """Batched solve; float32 systems are solved in float64 (faster and safer in LAPACK here)."""
-    if M.dtype == np.float32:
-        return np.linalg.solve(M.astype(np.float64), rhs.astype(np.float64)[..., None])[..., 0].astype(np.float32)
-    return np.linalg.solve(M, rhs[..., None])[..., 0]
-
-
-def _task_pinv_small(rows, n, indptr, indices, targets, Yx, want_sse):
-    """Minimum-norm least squares for n < k: x = A^T (A A^T)^+ t."""
-    idx, t = _gather(indptr, indices, targets, rows, n, Yx.shape[0] - 1)
-    A = Yx[idx]
-    t = t.astype(Yx.dtype)
-    if n == 1:
-        a = A[:, 0]
-        nrm = np.einsum("bk,bk->b", a, a)
-        scale = np.divide(t[:, 0], nrm, out=np.zeros_like(nrm), where=nrm > 0)
-        x = a * scale[:, None]
-    else:
-        M = np.einsum("bik,bjk->bij", A, A) if n < 8 else np.matmul(A, A.transpose(0, 2, 1))
-        x = _tmul(_robust_solve(M, t), A)
-    sse = _sse(A, t, x) if want_sse else None
-    return rows, x, sse
-
-
-def _robust_solve(M, rhs):
-    """Solve SPD systems; a singular or nearly singular one gets the pseudo-inverse solution.
-
-    The decision is made per matrix (a Cholesky factor that fails or has a pivot below
-    1e-12 of the largest diagonal entry), so it never depends on batch composition.
+    Raises :class:`~socialals.DivergenceError` when a solution is not finite.
     """
-    chol = getattr(getattr(np.linalg, "_umath_linalg", None), "cholesky_lo", None)
-    ok = np.zeros(len(M), dtype=bool)
-    if chol is not None:
-        with np.errstate(all="ignore"):
-            Lf = chol(M.astype(np.float64))
-        d = np.diagonal(Lf, axis1=1, axis2=2) ** 2
-        scale = np.diagonal(M, axis1=1, axis2=2).max(axis=1)
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(d).all(axis=1) & (d.min(axis=1) > 1e-12 * scale)
-    x = np.empty(rhs.shape, dtype=rhs.dtype)
-    if ok.any():
-        x[ok] = _solve(M[ok], rhs[ok])
-    bad = ~ok
-    if bad.any():
-        P = np.linalg.pinv(M[bad].astype(np.float64), _PINV_RCOND, hermitian=True)
-        x[bad] = np.matmul(P, rhs[bad].astype(np.float64)[..., None])[..., 0]
-    return x
+    X = np.empty((system.n_rows, system.Y.shape[1]), dtype=system.Y.dtype)
+    sse = np.zeros((system.n_rows, len(system.residual_targets()))) if want_sse else None
 
+    def compiled():
+        from . import _kernels
 
-def _task_gram(rows, L, indptr, indices, targets, Yx, diag, extra, want_sse, robust):
-    idx, t = _gather(indptr, indices, targets, rows, L, Yx.shape[0] - 1)
-    A = Yx[idx]  # (B, L, k), padded rows are zero
-    t = t.astype(Yx.dtype)
-    At = A.transpose(0, 2, 1)
-    G = np.matmul(At, A)
-    k = G.shape[-1]
-    if diag is not None:
-        G[:, np.arange(k), np.arange(k)] += diag[rows]
-    b = _tmul(t, A)
-    if extra is not None:
-        b += extra[rows]
-    x = _robust_solve(G, b) if robust else _solve(G, b)
-    sse = _sse(A, t, x) if want_sse else None
-    return rows, x, sse
+        ok = _kernels.solve(system, order, effective_n_jobs(n_jobs), X, sse)
+        if not ok.all():  # near-singular rows: the reference decides
+            solve_reference(system, np.flatnonzero(~ok), X, sse)
+        return X
 
+    def reference():
+        return solve_reference(system, None, X, sse)
 
-def _sse(A, t, x):
-    r = t - np.einsum("blk,bk->bl", A, x)
-    return np.einsum("bl,bl->b", r, r, dtype=np.float64)
-
-
-def _chunks(rows, per_row):
-    """Split ``rows`` into consecutive chunks of at most ``_BATCH_ELEMENTS`` entries."""
-    size = max(1, _BATCH_ELEMENTS // max(1, per_row))
-    for s in range(0, len(rows), size):
-        yield rows[s : s + size]
-
-
-def solve_rows(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    targets: np.ndarray,
-    Y: np.ndarray,
-    diag: Optional[np.ndarray] = None,
-    extra: Optional[np.ndarray] = None,
-    *,
-    want_sse: bool = False,
-    n_jobs: Optional[int] = 1,
-):
-    """Solve system (1) for every row of a CSR matrix.
-
-    Parameters
-    ----------
-    indptr, indices : CSR structure (n_rows + 1,), (nnz,)
-        Row ``i`` observes columns ``indices[indptr[i]:indptr[i+1]]`` of ``Y``.
-    targets : ndarray (nnz,)
-        ``t_i`` aligned with ``indices``.
-    Y : ndarray (n_other, k)
-        Fixed factors; its dtype is the computation's dtype.
-    diag : ndarray (n_rows, k) or None
-        Diagonal regulariser ``d_i >= 0``. ``None`` means unregularised (plain ALS):
-        minimum-norm least squares.
-    extra : ndarray (n_rows, k) or None
-        Extra right-hand side ``e_i``.
-    want_sse : bool
-        Also return ``||t_i - A_i x_i||^2`` per row (float64).
-    n_jobs : int or None
-        joblib workers (threads preferred); results do not depend on it.
-
-    Returns
-    -------
-    X : ndarray (n_rows, k)
-    sse : ndarray (n_rows,) or None
-    """
-    n_rows = len(indptr) - 1
-    n_other, k = Y.shape
-    dtype = Y.dtype
-    if diag is not None:
-        diag = np.asarray(diag, dtype=dtype)
-    if extra is not None:
-        extra = np.asarray(extra, dtype=dtype)
-    counts = np.diff(indptr)
-    X = np.empty((n_rows, k), dtype=dtype)
-    sse = np.zeros(n_rows) if want_sse else None
-    # Rows with a positive regulariser: the compiled kernel (socialals._fused) when numba is
-    # installed; it hands back the rows it could not factorise (see its module doc).
-    # Unregularised rows with at least k observations go there too, with the numpy path's
-    # test for a singular system (a squared pivot below 1e-12 of the largest diagonal entry):
-    # those rows come back and get the minimum-norm solution below.
-    compiled = np.zeros(n_rows, dtype=bool)
-    if USE_COMPILED:
-        compiled = (diag > 0).all(axis=1) if diag is not None else counts >= k
-        if compiled.any():
-            rows = np.flatnonzero(compiled)
-            done = _fused.solve_rows_fused(
-                rows, indptr, indices, targets, Y, diag if diag is not None else np.zeros((n_rows, k), dtype),
-                extra, want_sse, effective_n_jobs(n_jobs), X, sse, pivot_tol=0.0 if diag is not None else 1e-12,
-            )
-            compiled[rows[~done]] = False
-            if compiled.all():
-                _check_finite(X)
-                return X, sse
-
-    Yx = np.zeros((n_other + 1, k), dtype=dtype)  # a zero factor row pads the gathers
-    Yx[:n_other] = Y
-    tasks = []
-    zero = np.flatnonzero((counts == 0) & ~compiled)
-    if len(zero):
-        tasks.append(delayed(_task_zero)(zero, diag, extra, k, dtype))
-    nz = counts > 0
-    if diag is None:
-        small = nz & (counts < k)
-        robust_rows = np.flatnonzero((counts >= k) & ~compiled)
-        for n in np.unique(counts[small]):
-            rows = np.flatnonzero(small & (counts == n))
-            for chunk in _chunks(rows, int(n) * k):
-                tasks.append(delayed(_task_pinv_small)(chunk, int(n), indptr, indices, targets, Yx, want_sse))
-        gram_rows, robust = robust_rows, True
-    else:
-        positive = (diag > 0).all(axis=1)
-        small = nz & (counts < k) & positive & ~compiled
-        for n in np.unique(counts[small]):
-            rows = np.flatnonzero(small & (counts == n))
-            for chunk in _chunks(rows, int(n) * k):
-                tasks.append(
-                    delayed(_task_woodbury)(chunk, int(n), indptr, indices, targets, Yx, diag, extra, want_sse)
-                )
-        gram_rows = np.flatnonzero(nz & ~small & ~compiled)
-        # rows handed back by the compiled kernel are near-singular in rounding: robust
-        robust = not positive[gram_rows].all() or (USE_COMPILED and len(gram_rows) > 0)
-    if len(gram_rows):
-        cls = length_class(counts[gram_rows], k)
-        order = np.argsort(cls, kind="stable")
-        gram_rows, cls = gram_rows[order], cls[order]
-        bounds = np.flatnonzero(np.diff(cls)) + 1
-        for rows, L in zip(np.split(gram_rows, bounds), cls[np.r_[0, bounds]]):
-            for chunk in _chunks(rows, int(L) * k):
-                tasks.append(
-                    delayed(_task_gram)(chunk, int(L), indptr, indices, targets, Yx, diag, extra, want_sse, robust)
-                )
-
-    if n_jobs in (None, 1) or len(tasks) <= 1:
-        results = (fn(*args, **kw) for fn, args, kw in tasks)
-    else:
-        results = Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
-    for rows, x, s in results:
-        X[rows] = x
-        if want_sse and s is not None:
-            sse[rows] = s
-    _check_finite(X)
-    return X, sse
-
-
-def _check_finite(X):
+    with np.errstate(all="ignore"):
+        compiled_or_reference("als_half_step", compiled, reference)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X).all(axis=1)).sum())
         raise DivergenceError(
-            f"The ALS half-step produced non-finite factors for {bad} row(s); the ratings or "
-            "weights are too large for the chosen dtype, or the problem is badly scaled."
+            f"The ALS half-step produced non-finite factors for {bad} row(s): the ratings or weights are "
+            "too large for the chosen dtype, or the problem is badly scaled. Rescale the ratings, use "
+            "dtype='float64' or a larger 'reg'."
         )
+    return X, sse

@@ -1,8 +1,18 @@
 """The ALS family: ``ALS``, ``RegularizedALS`` and ``SocialALS``.
 
-One fit loop (initialisation, sweeps, loss history, tolerance, callback) serves all three;
-they differ only in the regulariser and social term of the half-step they solve and in the
-objective they report.
+One fit loop (:meth:`_ALSFamily._fit`: initialisation, sweeps, loss history, tolerance,
+callback) knows no model. Each class supplies, in this file:
+
+* ``_prepare(fit)``: its per-fit constants (regulariser diagonals, the social graph);
+* ``_system(fit, side)``: the half-step as one linear system per row, a
+  :class:`~socialals._linalg.RowSystem` (its docstring writes the system out);
+* ``_assign(fit, side, X)``: the solved rows back into factors (and biases);
+* ``_objective(fit, sse)``: the objective its docstring states, after a sweep.
+
+A term of the objective is therefore one class's business: the social term is
+``SocialALS``'s (two lines in ``_prepare``, three in ``_system``, one in ``_objective``), the
+missing-data term ``RegularizedALS``'s. The maths of the solve is :mod:`socialals._linalg`,
+its reference there too; the tests are ``tests/test_als_math.py``.
 
 Notation: ``Ω`` the observed (user, item) pairs, ``n_i`` the number of ratings of user ``i``,
 ``m_j`` that of item ``j``, ``U`` (users x k), ``V`` (items x k), ``μ`` the training mean,
@@ -11,15 +21,11 @@ Notation: ``Ω`` the observed (user, item) pairs, ``n_i`` the number of ratings 
 
 Threads
 -------
-Each half-step is cut into batches that joblib runs on ``n_jobs`` threads (numpy releases
-the GIL in ``matmul`` and LAPACK). For the duration of ``fit`` the BLAS pool is limited to
-one thread (threadpoolctl): the batched products are small, BLAS threads on them only
-contend with the joblib workers (``n_jobs`` workers x ``cores`` BLAS threads is the classic
-oversubscription), and so ``fit`` uses exactly ``n_jobs`` cores. The default ``n_jobs=-1``
-uses every core; results are bit-identical for any ``n_jobs``. With numba installed, every
-row with a positive regulariser is solved by a compiled kernel that runs on ``n_jobs``
-numba threads (rows are independent, so the thread count does not change results either).
-``recommend`` scores users with one large matrix product and leaves BLAS its threads.
+Each half-step's rows are solved by the compiled kernel on ``n_jobs`` numba threads (rows
+are independent, so results are bit-identical for any ``n_jobs``). For the duration of
+``fit`` the BLAS pool is limited to one thread (threadpoolctl): the dense products of a fit
+are small, and BLAS threads would only contend with the kernel's. ``recommend`` scores users
+with one large matrix product and leaves BLAS its threads.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import numpy as np
@@ -34,8 +41,9 @@ import scipy.sparse as sp
 from joblib import effective_n_jobs
 from threadpoolctl import threadpool_limits
 
-from . import _fused, _linalg
-from ._linalg import solve_rows
+from . import _kernels
+from ._config import compiled_or_reference
+from ._linalg import RowSystem, solve_rows
 from .base import BaseRecommender
 from .data import Dataset
 from .exceptions import ConvergenceWarning
@@ -45,161 +53,93 @@ __all__ = ["ALS", "RegularizedALS", "SocialALS"]
 
 
 class _ALSFamily(BaseRecommender):
-    """Shared fit loop. Subclasses set ``_reg_value``, ``_alpha_value`` and flags."""
-
-    def _reg_value(self) -> float:
-        return 0.0
-
-    def _alpha_value(self) -> float:
-        return 0.0
-
-    def _bias_reg_value(self) -> float:
-        return self._reg_value()
-
-    def _uses_biases(self) -> bool:
-        return False
-
-    def _uses_weighted_reg(self) -> bool:
-        return False
+    """The fit loop. Subclasses supply ``_prepare``, ``_system``, ``_assign``, ``_objective``."""
 
     def _validate_common(self) -> None:
         self._check_int("factors", 1)
         self._check_int("iterations", 1)
         self._check_float("tol", 0.0)
         self._check_float("init_scale", 0.0)
+        if not self.init_scale > 0:
+            raise self._bad_param("init_scale", "a float > 0 (zero factors are a fixed point of ALS)")
         self._check_n_jobs()
         self._check_dtype()
         if self.callback is not None and not callable(self.callback):
             raise self._bad_param("callback", "None or a callable(model, iteration, loss)")
 
-    def _social_weights(self, data: Dataset) -> Optional[sp.csr_matrix]:
-        return None
+    def _uses_biases(self) -> bool:
+        return False
 
     # ------------------------------------------------------------------ the loop
     def _fit(self, data: Dataset, rng: np.random.Generator) -> None:
         k = int(self.factors)
         dt = self._check_dtype()
-        lam = float(self._reg_value())
-        alpha = float(self._alpha_value())
-        biases = self._uses_biases()
-        R, Rt = data.R, data.Rt
-        n_users, n_items = data.n_users, data.n_items
-        cnt_u = np.diff(R.indptr).astype(np.float64)
-        cnt_i = np.diff(Rt.indptr).astype(np.float64)
-        scale_u = cnt_u if self._uses_weighted_reg() else np.ones(n_users)
-        scale_i = cnt_i if self._uses_weighted_reg() else np.ones(n_items)
-        lam_u, lam_i = lam * scale_u, lam * scale_i
-        # bias regulariser (λ_b, defaulting to λ), with the same per-row weights λ_i
-        lam_b = float(self._bias_reg_value()) if biases else 0.0
-        lam_bu, lam_bi = lam_b * scale_u, lam_b * scale_i
-        mu = float(R.data.mean()) if biases else 0.0
-
-        W = self._social_weights(data) if alpha > 0 else None
-        if W is not None:
-            W = W.tocsr()
-        self.social_weights_ = W
-        if W is not None:
-            deg = np.asarray(W.sum(axis=1)).ravel()
-            upper = sp.triu(W, k=1).tocsr()  # each link once
-            e_i, e_f, e_w = np.repeat(np.arange(n_users), np.diff(upper.indptr)), upper.indices, upper.data
-        else:
-            deg = np.zeros(n_users)
-
-        U = (rng.standard_normal((n_users, k)) * self.init_scale).astype(dt)
-        V = (rng.standard_normal((n_items, k)) * self.init_scale).astype(dt)
-        bu = np.zeros(n_users, dtype=dt)
-        bi = np.zeros(n_items, dtype=dt)
-        kk = k + 1 if biases else k
-        unregularised = lam == 0.0 and lam_b == 0.0 and W is None
-
-        def design(F):
-            if not biases:
-                return F
-            out = np.ones((F.shape[0], kk), dtype=dt)
-            out[:, :k] = F
-            return out
-
-        diag_u = diag_i = None
-        if not unregularised:
-            diag_u = np.repeat(lam_u[:, None], kk, axis=1)
-            diag_u[:, :k] += alpha * deg[:, None]
-            diag_i = np.repeat(lam_i[:, None], kk, axis=1)
-            if biases:
-                diag_u[:, k] = lam_bu
-                diag_i[:, k] = lam_bi
-            diag_u, diag_i = diag_u.astype(dt), diag_i.astype(dt)
-
-        n_jobs = self.n_jobs
-        # One BLAS thread per job: the batches are small, so BLAS threads would only contend.
+        n_rated = data.n_rated_users
+        # Users known only through the social graph draw their start last, so they change
+        # nobody else's: SocialALS(alpha=0) starts exactly where RegularizedALS does.
+        U = np.empty((data.n_users, k), dtype=dt)
+        U[:n_rated] = rng.standard_normal((n_rated, k)) * self.init_scale
+        V = (rng.standard_normal((data.n_items, k)) * self.init_scale).astype(dt)
+        U[n_rated:] = rng.standard_normal((data.n_users - n_rated, k)) * self.init_scale
+        fit = SimpleNamespace(
+            data=data, k=k, dtype=dt, U=U, V=V, n_jobs=self.n_jobs,
+            rows={"user": data.R, "item": data.Rt},
+            # the kernel's row order, once per fit (it only balances threads)
+            order={side: _kernels.row_order(np.diff(M.indptr), k) for side, M in (("user", data.R), ("item", data.Rt))},
+        )
+        self._prepare(fit)
         limit = threadpool_limits(limits=1, user_api="blas")
         history: list[float] = []
-        self.fit_seconds_ = 0.0
         t0 = time.perf_counter()
         converged = False
         try:
             for it in range(int(self.iterations)):
-                # ---- user half-step (Jacobi in the social term: previous sweep's U)
-                t_u = R.data - mu - bi[R.indices] if biases else R.data
-                extra = None
-                if W is not None:
-                    extra = np.zeros((n_users, kk), dtype=dt)
-                    if _linalg.USE_COMPILED:  # parallel, no (users x k) float64 temporaries
-                        _fused.weighted_neighbour_sums(W.indptr, W.indices, W.data, U, alpha, extra,
-                                                       effective_n_jobs(n_jobs))
-                    else:
-                        extra[:, :k] = alpha * (W @ U)
-                X, _ = solve_rows(R.indptr, R.indices, t_u, design(V), diag_u, extra, n_jobs=n_jobs)
-                U = np.ascontiguousarray(X[:, :k])
-                if biases:
-                    bu = X[:, k].copy()
-                # ---- item half-step
-                t_i = Rt.data - mu - bu[Rt.indices] if biases else Rt.data
-                X, sse = solve_rows(Rt.indptr, Rt.indices, t_i, design(U), diag_i, None, want_sse=True, n_jobs=n_jobs)
-                V = np.ascontiguousarray(X[:, :k])
-                if biases:
-                    bi = X[:, k].copy()
-                # ---- the objective written in the docstring
-                loss = 0.5 * float(sse.sum())
-                if lam > 0:
-                    nu = np.einsum("ij,ij->i", U, U, dtype=np.float64)
-                    ni = np.einsum("ij,ij->i", V, V, dtype=np.float64)
-                    loss += 0.5 * float(lam_u @ nu) + 0.5 * float(lam_i @ ni)
-                if lam_b > 0:
-                    loss += 0.5 * float(lam_bu @ bu.astype(np.float64) ** 2) + 0.5 * float(lam_bi @ bi.astype(np.float64) ** 2)
-                if W is not None and len(e_w):
-                    if _linalg.USE_COMPILED:  # per-user sums in parallel, no (links x k) temporaries
-                        per_user = _fused.weighted_sq_distances(upper.indptr, e_f, e_w, U, effective_n_jobs(n_jobs))
-                        loss += 0.5 * alpha * float(per_user.sum())
-                    else:
-                        diff = U[e_i].astype(np.float64) - U[e_f]
-                        loss += 0.5 * alpha * float(e_w @ np.einsum("ij,ij->i", diff, diff))
-                history.append(loss)
-                self._store(U, V, bu, bi, mu, biases, history)
-                if self.callback is not None and self.callback(self, it, loss):
+                for side in ("user", "item"):  # the user step uses the friends' previous factors (Jacobi)
+                    X, sse = solve_rows(self._system(fit, side), fit.order[side], want_sse=side == "item",
+                                        n_jobs=self.n_jobs)
+                    self._assign(fit, side, X)
+                history.append(self._objective(fit, sse))
+                self._store(fit, history)
+                self.fit_seconds_ = time.perf_counter() - t0
+                if self.callback is not None and self.callback(self, it, history[-1]):
                     break
-                if self.tol > 0 and it > 0 and history[-2] - loss <= self.tol * abs(history[-2]):
+                if self.tol > 0 and it > 0 and history[-2] - history[-1] <= self.tol * abs(history[-2]):
                     converged = True
                     break
         finally:
             limit.restore_original_limits()
         self.fit_seconds_ = time.perf_counter() - t0
         if self.tol > 0 and not converged and len(history) == int(self.iterations):
+            last = (history[-2] - history[-1]) / abs(history[-2]) if len(history) > 1 else float("nan")
             warnings.warn(
                 f"{type(self).__name__} did not reach tol={self.tol} in {self.iterations} iterations "
-                f"(last relative decrease {(history[-2] - history[-1]) / abs(history[-2]) if len(history) > 1 else float('nan'):.3g}).",
+                f"(last relative decrease {last:.3g}).",
                 ConvergenceWarning,
                 stacklevel=3,
             )
 
-    def _store(self, U, V, bu, bi, mu, biases, history):
-        self.user_factors_ = U
-        self.item_factors_ = V
+    def _store(self, fit, history) -> None:
+        self.user_factors_ = fit.U
+        self.item_factors_ = fit.V
         self.loss_history_ = np.asarray(history, dtype=np.float64)
         self.n_iter_ = len(history)
-        if biases:
-            self.global_mean_ = mu
-            self.user_bias_ = bu
-            self.item_bias_ = bi
+
+    # ------------------------------------------------------------------ plain ALS's half-step
+    def _prepare(self, fit) -> None:
+        pass
+
+    def _system(self, fit, side: str) -> RowSystem:
+        M = fit.rows[side]
+        return RowSystem(M.indptr, M.indices, M.data, fit.V if side == "user" else fit.U)
+
+    def _assign(self, fit, side: str, X: np.ndarray) -> None:
+        if side == "user":
+            fit.U = X
+        else:
+            fit.V = X
+
+    def _objective(self, fit, sse: np.ndarray) -> float:
+        return 0.5 * float(sse[:, 0].sum())
 
     # ------------------------------------------------------------------ scoring
     def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
@@ -323,6 +263,7 @@ class RegularizedALS(_ALSFamily):
         L = 1/2 Σ_{(i,j) ∈ Ω} (r_ij − μ − b_i − c_j − u_iᵀ v_j)²
             + λ/2 Σ_i λ_i ‖u_i‖² + λ/2 Σ_j λ_j ‖v_j‖²
             + λ_b/2 Σ_i λ_i b_i² + λ_b/2 Σ_j λ_j c_j²
+            + w₀/2 Σ_{(i,j) ∉ Ω} (r₀ − μ − b_i − c_j − u_iᵀ v_j)²
 
     with ``λ = reg`` and ``λ_b = bias_reg`` (``λ_b = λ`` when ``bias_reg`` is None);
     ``λ_i = n_i`` and ``λ_j = m_j`` when ``weighted_reg=True`` (ALS-WR, Zhou et al. 2008,
@@ -337,6 +278,20 @@ class RegularizedALS(_ALSFamily):
     with ``ṽ_j = (v_j, 1)`` (without biases: ``(Σ v_j v_jᵀ + λ λ_i I) u_i = Σ r_ij v_j``),
     and the item half-step is its mirror image.
 
+    **The missing-data term** (``w₀ = unobserved_weight > 0``, ``r₀ = unobserved_rating``)
+    makes the model learn which items a user does *not* rate, which is what top-N
+    recommendation needs (Steck, KDD 2010; the Gram trick of Hu, Koren & Volinsky, ICDM
+    2008). Unobserved pairs are never materialised: with ``o_ij = μ + c_j`` the user
+    system becomes ::
+
+        ((1 − w₀) Σ_{j ∈ Ω_i} ṽ_j ṽ_jᵀ + w₀ Σ_j ṽ_j ṽ_jᵀ + D_i) (u_i, b_i)
+            = Σ_{j ∈ Ω_i} (r_ij − w₀ r₀ − (1 − w₀) o_ij) ṽ_j + w₀ Σ_j (r₀ − o_ij) ṽ_j
+
+    whose shared parts (sums over all items) are formed once per half-step, so a row
+    still costs O(n_i k² + k³); the objective is evaluated through the same identities.
+    With ``w₀ = 0`` (the default) the model is the rating predictor above, unchanged.
+    See the README's "Top-N" section for the settings that rank well.
+
     Parameters
     ----------
     reg : float, default 0.1
@@ -347,7 +302,11 @@ class RegularizedALS(_ALSFamily):
         Add the global mean and regularised user and item biases.
     bias_reg : float or None, default None
         λ_b, the regularisation of the biases (as BiasedMF in Surprise and LibRec has its
-        own); None uses ``reg``. Ignored without ``biases``."""
+        own); None uses ``reg``. Ignored without ``biases``.
+    unobserved_weight : float, default 0
+        w₀ >= 0, the weight of every unobserved (user, item) pair; 0 switches the term off.
+    unobserved_rating : float, default 0
+        r₀, the rating the missing-data term pulls unobserved pairs towards."""
         + _COMMON_DOC
         + _ATTR_DOC
         + """    global_mean_, user_bias_, item_bias_ : float, ndarray, ndarray
@@ -376,12 +335,16 @@ class RegularizedALS(_ALSFamily):
         init_scale: float = 0.1,
         callback: Optional[Callable] = None,
         bias_reg: Optional[float] = None,
+        unobserved_weight: float = 0.0,
+        unobserved_rating: float = 0.0,
     ):
         self.factors = factors
         self.reg = reg
         self.weighted_reg = weighted_reg
         self.biases = biases
         self.bias_reg = bias_reg
+        self.unobserved_weight = unobserved_weight
+        self.unobserved_rating = unobserved_rating
         self.iterations = iterations
         self.tol = tol
         self.n_jobs = n_jobs
@@ -398,18 +361,96 @@ class RegularizedALS(_ALSFamily):
         b = self.bias_reg
         if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real) or not np.isfinite(b) or b < 0):
             raise self._bad_param("bias_reg", "None or a float >= 0")
-
-    def _reg_value(self) -> float:
-        return float(self.reg)
-
-    def _bias_reg_value(self) -> float:
-        return float(self.reg if self.bias_reg is None else self.bias_reg)
+        self._check_float("unobserved_weight", 0.0)
+        r0 = self.unobserved_rating
+        if isinstance(r0, bool) or not isinstance(r0, numbers.Real) or not np.isfinite(r0):
+            raise self._bad_param("unobserved_rating", "a finite float")
 
     def _uses_biases(self) -> bool:
         return bool(self.biases)
 
-    def _uses_weighted_reg(self) -> bool:
-        return bool(self.weighted_reg)
+    def _prepare(self, fit) -> None:
+        k = fit.k
+        lam = float(self.reg)
+        lam_b = float(self.reg if self.bias_reg is None else self.bias_reg) if self.biases else 0.0
+        fit.biases = bool(self.biases)
+        fit.kk = k + 1 if fit.biases else k
+        fit.mu = float(fit.data.R.data.mean()) if fit.biases else 0.0
+        fit.bias = {"user": np.zeros(fit.data.n_users, fit.dtype), "item": np.zeros(fit.data.n_items, fit.dtype)}
+        fit.w0, fit.r0 = float(self.unobserved_weight), float(self.unobserved_rating)
+        fit.diag, fit.lam = {}, {}
+        for side, M in fit.rows.items():
+            # λ_i: the row's count with ALS-WR weighting, else 1; the bias column gets λ_b λ_i
+            scale = np.diff(M.indptr).astype(np.float64) if self.weighted_reg else np.ones(M.shape[0])
+            fit.lam[side] = (lam * scale, lam_b * scale)
+            d = np.repeat(fit.lam[side][0][:, None], fit.kk, axis=1)
+            if fit.biases:
+                d[:, k] = fit.lam[side][1]
+            fit.diag[side] = d.astype(fit.dtype, copy=False)
+
+    def _design(self, fit, F: np.ndarray) -> np.ndarray:
+        """``F`` with a column of ones for the biases."""
+        if not fit.biases:
+            return F
+        out = np.ones((F.shape[0], fit.kk), dtype=fit.dtype)
+        out[:, : fit.k] = F
+        return out
+
+    def _system(self, fit, side: str) -> RowSystem:
+        M = fit.rows[side]
+        other = "item" if side == "user" else "user"
+        Y = self._design(fit, fit.V if side == "user" else fit.U)
+        r = M.data
+        t = r - fit.mu - fit.bias[other][M.indices] if fit.biases else r
+        system = RowSystem(M.indptr, M.indices, t, Y, diag=fit.diag[side])
+        if fit.w0 > 0:  # the missing-data term (class docstring): shared parts once per half-step
+            w0, r0 = fit.w0, fit.r0
+            o_all = fit.mu + fit.bias[other].astype(np.float64) if fit.biases else np.zeros(len(Y))
+            o = o_all[M.indices]
+            Y64 = Y.astype(np.float64)
+            system.targets = r - w0 * r0 - (1.0 - w0) * o
+            system.gram = w0 * (Y64.T @ Y64)
+            system.rhs = w0 * (Y64.T @ (r0 - o_all))
+            system.scale = 1.0 - w0
+            system.sse_targets = np.stack([r - o, r0 - o])  # observed residuals, and as if unobserved
+        return system
+
+    def _assign(self, fit, side: str, X: np.ndarray) -> None:
+        super()._assign(fit, side, np.ascontiguousarray(X[:, : fit.k]))
+        if fit.biases:
+            fit.bias[side] = X[:, fit.k].copy()
+
+    def _objective(self, fit, sse: np.ndarray) -> float:
+        loss = 0.5 * float(sse[:, 0].sum())
+        (lam_u, lam_bu), (lam_i, lam_bi) = fit.lam["user"], fit.lam["item"]
+        if self.reg > 0:
+            nu = np.einsum("ij,ij->i", fit.U, fit.U, dtype=np.float64)
+            ni = np.einsum("ij,ij->i", fit.V, fit.V, dtype=np.float64)
+            loss += 0.5 * float(lam_u @ nu) + 0.5 * float(lam_i @ ni)
+        if fit.biases and lam_bu.any():
+            bu, bi = fit.bias["user"].astype(np.float64), fit.bias["item"].astype(np.float64)
+            loss += 0.5 * float(lam_bu @ bu**2) + 0.5 * float(lam_bi @ bi**2)
+        if fit.w0 > 0:
+            # Σ over all pairs minus Σ over the observed ones of (r₀ − r̂)²; the first by
+            # (r₀ − r̂_ij) = x_iᵀ y_j with x_i = (u_i, b_i, 1, 1), y_j = (−v_j, −1, −c_j, r₀ − μ)
+            n_u, n_i = fit.data.n_users, fit.data.n_items
+            if fit.biases:
+                X = np.column_stack([fit.U, fit.bias["user"], np.ones(n_u), np.ones(n_u)]).astype(np.float64)
+                Yj = np.column_stack([-fit.V.astype(np.float64), -np.ones(n_i), -fit.bias["item"],
+                                      np.full(n_i, fit.r0 - fit.mu)])
+            else:
+                X = np.column_stack([fit.U, np.ones(n_u)]).astype(np.float64)
+                Yj = np.column_stack([-fit.V.astype(np.float64), np.full(n_i, fit.r0)])
+            everything = float(np.sum((X.T @ X) * (Yj.T @ Yj)))
+            loss += 0.5 * fit.w0 * (everything - float(sse[:, 1].sum()))
+        return loss
+
+    def _store(self, fit, history) -> None:
+        super()._store(fit, history)
+        if fit.biases:
+            self.global_mean_ = fit.mu
+            self.user_bias_ = fit.bias["user"]
+            self.item_bias_ = fit.bias["item"]
 
 
 class SocialALS(RegularizedALS):
@@ -488,6 +529,8 @@ class SocialALS(RegularizedALS):
         init_scale: float = 0.1,
         callback: Optional[Callable] = None,
         bias_reg: Optional[float] = None,
+        unobserved_weight: float = 0.0,
+        unobserved_rating: float = 0.0,
     ):
         super().__init__(
             factors=factors,
@@ -495,6 +538,8 @@ class SocialALS(RegularizedALS):
             weighted_reg=weighted_reg,
             biases=biases,
             bias_reg=bias_reg,
+            unobserved_weight=unobserved_weight,
+            unobserved_rating=unobserved_rating,
             iterations=iterations,
             tol=tol,
             n_jobs=n_jobs,
@@ -511,13 +556,56 @@ class SocialALS(RegularizedALS):
         self._check_float("alpha", 0.0)
         self._check_choice("similarity", (None, "vss", "pcc"))
 
-    def _alpha_value(self) -> float:
-        return float(self.alpha)
-
     def _social_weights(self, data: Dataset) -> Optional[sp.csr_matrix]:
         if not data.has_social:
             return None
         w = data.social_weight
         if self.similarity is not None:
             w = w * edge_similarity(data.R, data.social_src, data.social_dst, self.similarity)
-        return symmetric_weights(data.n_users, data.social_src, data.social_dst, w)
+        return symmetric_weights(data.n_users, data.social_src, data.social_dst, w).tocsr()
+
+    # Everything social: W and its degrees (here), α W U (``_system``), the term (``_objective``).
+    def _prepare(self, fit) -> None:
+        super()._prepare(fit)
+        fit.alpha = float(self.alpha)
+        fit.W = self._social_weights(fit.data) if fit.alpha > 0 else None
+        if fit.W is not None:
+            deg = np.asarray(fit.W.sum(axis=1)).ravel()
+            fit.diag["user"][:, : fit.k] += fit.alpha * deg[:, None]
+            fit.upper = sp.triu(fit.W, k=1).tocsr()  # each link once
+
+    def _system(self, fit, side: str) -> RowSystem:
+        system = super()._system(fit, side)
+        if side == "user" and fit.W is not None:  # α Σ_f w_if u_f with the previous sweep's U
+            extra = np.zeros((fit.data.n_users, fit.kk), dtype=fit.dtype)
+
+            def reference():
+                extra[:, : fit.k] = fit.alpha * (fit.W @ fit.U)
+
+            compiled_or_reference(
+                "social_sums",
+                lambda: _kernels.neighbour_sums(fit.W, fit.U, fit.alpha, extra, effective_n_jobs(fit.n_jobs)),
+                reference,
+            )
+            system.extra = extra
+        return system
+
+    def _objective(self, fit, sse: np.ndarray) -> float:
+        loss = super()._objective(fit, sse)
+        if fit.W is not None and fit.upper.nnz:
+            def reference():
+                rows = np.repeat(np.arange(fit.upper.shape[0]), np.diff(fit.upper.indptr))
+                diff = fit.U[rows].astype(np.float64) - fit.U[fit.upper.indices]
+                return float(fit.upper.data @ np.einsum("ij,ij->i", diff, diff))
+
+            links = compiled_or_reference(
+                "social_term",
+                lambda: float(_kernels.sq_distances(fit.upper, fit.U, effective_n_jobs(fit.n_jobs)).sum()),
+                reference,
+            )
+            loss += 0.5 * fit.alpha * links
+        return loss
+
+    def _store(self, fit, history) -> None:
+        super()._store(fit, history)
+        self.social_weights_ = fit.W

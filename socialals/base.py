@@ -148,12 +148,23 @@ class BaseRecommender:
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
         rng = check_random_state(getattr(self, "random_state", None))
-        self.columns_ = cols
-        self.users_ = data.users
-        self.items_ = data.items
-        self.rating_mean_ = float(data.R.data.mean())
-        self._seen = data.R
-        self._fit(data, rng)
+        # Atomic: the fitted state of a previous fit is restored if this one fails or is
+        # interrupted (a first fit that fails leaves the model unfitted).
+        previous = {name: value for name, value in vars(self).items() if name.endswith("_") or name == "_seen"}
+        try:
+            for name in previous:
+                delattr(self, name)
+            self.columns_ = cols
+            self.users_ = data.users
+            self.items_ = data.items
+            self.rating_mean_ = float(data.R.data.mean())
+            self._seen = data.R
+            self._fit(data, rng)
+        except BaseException:
+            for name in [n for n in vars(self) if n.endswith("_") or n == "_seen"]:
+                delattr(self, name)
+            vars(self).update(previous)
+            raise
         return self
 
     def _fit(self, data: Dataset, rng: np.random.Generator) -> None:  # pragma: no cover - abstract

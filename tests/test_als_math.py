@@ -5,9 +5,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from socialals import ALS, RegularizedALS, SocialALS
-from socialals import _linalg
-from socialals._linalg import solve_rows
+from socialals import ALS, RegularizedALS, SocialALS, config_context
+from socialals import _kernels
+from socialals._config import numba_available
+from socialals._linalg import RowSystem
+from socialals._linalg import solve_rows as solve_system
 from socialals.social import symmetric_weights
 
 from conftest import planted_ratings, random_social
@@ -62,25 +64,48 @@ def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases, bias_reg=N
     return obj, gU, gV, gb, gc
 
 
+def system_of(indptr, indices, targets, Y, diag=None, extra=None):
+    return RowSystem(
+        np.asarray(indptr), np.asarray(indices), np.asarray(targets, dtype=np.float64), Y,
+        diag=None if diag is None else np.asarray(diag, dtype=Y.dtype),
+        extra=None if extra is None else np.asarray(extra, dtype=Y.dtype),
+    )
+
+
+def solve_rows(indptr, indices, targets, Y, diag=None, extra=None, *, want_sse=False, n_jobs=1):
+    """System (1) of socialals._linalg for every row, as the fit loop solves it."""
+    system = system_of(indptr, indices, targets, Y, diag, extra)
+    X, sse = solve_system(system, _kernels.row_order(np.diff(indptr), Y.shape[1]), want_sse=want_sse, n_jobs=n_jobs)
+    return X, None if sse is None else sse[:, 0]
+
+
+def kernel_solve(indptr, indices, targets, Y, diag=None, extra=None):
+    """The compiled kernel alone: (X, mask of the rows it solved)."""
+    system = system_of(indptr, indices, targets, Y, diag, extra)
+    X = np.full((system.n_rows, Y.shape[1]), np.nan, dtype=Y.dtype)
+    ok = _kernels.solve(system, _kernels.row_order(np.diff(indptr), Y.shape[1]), 1, X, None)
+    return X, ok
+
+
 # --------------------------------------------------------------------------- half-step
-COMPILED = [False] + ([True] if _linalg._fused.AVAILABLE else [])
+COMPILED = [False] + ([True] if numba_available else [])
 
 
 @pytest.fixture(params=COMPILED, ids=lambda c: "numba" if c else "numpy")
-def path(request, monkeypatch):
-    """Run a test on the numpy path and, when numba is installed, on the compiled one."""
-    monkeypatch.setattr(_linalg, "USE_COMPILED", request.param)
-    return request.param
+def path(request):
+    """Run a test on the plain reference and, when numba is installed, on the compiled path."""
+    with config_context(compiled=request.param):
+        yield request.param
 
 
 def test_compiled_kernel_is_installed_in_ci():
     import os
 
     if os.environ.get("CI"):
-        assert _linalg._fused.AVAILABLE, "numba is a dependency; the compiled half-step must be tested in CI"
+        assert numba_available, "numba is a dependency; the compiled half-step must be tested in CI"
 
 
-@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+@pytest.mark.skipif(not numba_available, reason="needs numba")
 def test_concurrent_fits_on_the_workqueue_threading_layer():
     """numba's fallback threading layer aborts the process on concurrent parallel launches;
     fits from two Python threads must still run (serialised) and match a lone fit."""
@@ -166,14 +191,14 @@ def test_half_step_float32_equals_dense_solve(k, path):
         np.testing.assert_allclose(X[r], expect, rtol=2e-4, atol=2e-5)
 
 
-@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+@pytest.mark.skipif(not numba_available, reason="needs numba")
 @pytest.mark.parametrize("n", [1, 5, 8, 13, 30, 64])
 @pytest.mark.parametrize("helper", [False, True], ids=["zeros-by-hand", "clear_padding"])
 def test_blocked_cholesky_reads_only_its_documented_entries(n, helper):
     """_cholesky_solve's contract: NaN wherever it promises not to read leaves the solution
     equal to a dense solve (a stray read would turn it NaN). With ``helper`` the zeros come
     from _clear_padding, which the kernel uses, instead of this test's own loop."""
-    fz = _linalg._fused
+    fz = _kernels
     rng = np.random.default_rng(n)
     A = rng.normal(size=(n + 3, n))
     M = A.T @ A + 0.5 * np.eye(n)
@@ -199,17 +224,15 @@ def test_blocked_cholesky_reads_only_its_documented_entries(n, helper):
     assert (guarded[kp:] == 7.0).all() and (xg[kp + 8 :] == 7.0).all() and (dg[kp:] == 7.0).all()
 
 
-@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
-def test_compiled_kernel_hands_back_a_zero_pivot_row(monkeypatch):
-    """A row whose Cholesky meets a zero pivot in rounding goes to the numpy path's pinv."""
-    monkeypatch.setattr(_linalg, "USE_COMPILED", True)
+@pytest.mark.skipif(not numba_available, reason="needs numba")
+def test_compiled_kernel_hands_back_a_zero_pivot_row():
+    """A row whose Cholesky meets a zero pivot in rounding goes to the reference's pinv."""
     Y = np.ones((4, 2))  # Gram 4 [[1, 1], [1, 1]]: the second pivot is 4 + 1e-300 - 4 = 0
     indptr = np.array([0, 4, 6])
     indices = np.array([0, 1, 2, 3, 0, 1])
     t = np.array([1.0, 2.0, 3.0, 4.0, 1.0, 3.0])
     diag = np.array([[1e-300, 1e-300], [1.0, 1.0]])
-    X = np.full((2, 2), np.nan)
-    done = _linalg._fused.solve_rows_fused(np.arange(2), indptr, indices, t, Y, diag, None, False, 1, X, None)
+    _, done = kernel_solve(indptr, indices, t, Y, diag)
     np.testing.assert_array_equal(done, [False, True])
     X, _ = solve_rows(indptr, indices, t, Y, diag, None, n_jobs=1)
     np.testing.assert_allclose(X[0], [10.0 / 8, 10.0 / 8], rtol=1e-12)  # (G + eps I)^-1 b, b in range(G)
@@ -227,11 +250,8 @@ def test_half_step_singular_gram_is_min_norm(path):
     Y2 = Y.copy()
     Y2[:, 2] = rng.normal(size=10)  # the second call's rows are well posed
     if path:  # the compiled kernel hands the singular row back, keeps the regular one
-        X = np.zeros((2, 3))
         for Yf, expect in ((Y, [False, False]), (Y2, [True, True])):
-            done = _linalg._fused.solve_rows_fused(
-                np.arange(2), indptr, indices, t, Yf, np.zeros((2, 3)), None, False, 1, X, None, pivot_tol=1e-12
-            )
+            _, done = kernel_solve(indptr, indices, t, Yf)
             np.testing.assert_array_equal(done, expect)
     for Yf in (Y, Y2):
         X, _ = solve_rows(indptr, indices, t, Yf, None, None)
@@ -401,25 +421,13 @@ def test_loss_history_never_rises(model, small_problem, path):
 
 
 @pytest.mark.parametrize("cls", [ALS, RegularizedALS, SocialALS])
-def test_n_jobs_and_batch_size_do_not_change_results(cls, small_problem, monkeypatch, path):
+def test_n_jobs_does_not_change_results(cls, small_problem, path):
     ratings, social = small_problem
-    fits = [cls(factors=5, iterations=4, random_state=1, n_jobs=j).fit(ratings, social) for j in (1, 2)]
-    monkeypatch.setattr(_linalg, "_BATCH_ELEMENTS", 64)  # many small batches
-    fits.append(cls(factors=5, iterations=4, random_state=1, n_jobs=2).fit(ratings, social))
+    fits = [cls(factors=5, iterations=4, random_state=1, n_jobs=j).fit(ratings, social) for j in (1, 2, -1)]
     for f in fits[1:]:
         np.testing.assert_array_equal(fits[0].user_factors_, f.user_factors_)
         np.testing.assert_array_equal(fits[0].item_factors_, f.item_factors_)
-
-
-def test_joblib_backend_does_not_change_results(small_problem):
-    from joblib import parallel_config
-
-    ratings, social = small_problem
-    ref = SocialALS(factors=4, iterations=3, random_state=2, n_jobs=1).fit(ratings, social)
-    with parallel_config(backend="loky"):
-        other = SocialALS(factors=4, iterations=3, random_state=2, n_jobs=2).fit(ratings, social)
-    np.testing.assert_array_equal(ref.user_factors_, other.user_factors_)
-    np.testing.assert_array_equal(ref.item_factors_, other.item_factors_)
+        np.testing.assert_array_equal(fits[0].loss_history_, f.loss_history_)
 
 
 def test_planted_low_rank_recovered_to_noise_level():
@@ -522,13 +530,12 @@ def test_vss_and_pcc_by_hand():
     assert pcc[1] == NO_EVIDENCE_SIMILARITY
 
 
-@pytest.mark.skipif(not _linalg._fused.AVAILABLE, reason="needs numba")
+@pytest.mark.skipif(not numba_available, reason="needs numba")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_compiled_social_sums_equal_sparse_products(dtype):
     """The compiled social right-hand side α W U and per-user loss terms match scipy/numpy."""
     import scipy.sparse as sp
 
-    fz = _linalg._fused
     rng = np.random.default_rng(3)
     n, k = 60, 7
     S = sp.random(n, n, density=0.1, random_state=4, format="csr")
@@ -537,14 +544,14 @@ def test_compiled_social_sums_equal_sparse_products(dtype):
     outs = []
     for threads in (1, 2):
         out = np.zeros((n, k + 1), dtype=dtype)  # wider than U, as with biases
-        fz.weighted_neighbour_sums(W.indptr, W.indices, W.data, U, 0.7, out, threads)
+        _kernels.neighbour_sums(W, U, 0.7, out, threads)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(outs[0][:, :k], 0.7 * (W @ U.astype(np.float64)), rtol=tol, atol=tol)
     assert (outs[0][:, k] == 0).all()
     upper = sp.triu(W, k=1).tocsr()
-    d = fz.weighted_sq_distances(upper.indptr, upper.indices, upper.data, U, 2)
+    d = _kernels.sq_distances(upper, U, 2)
     rows = np.repeat(np.arange(n), np.diff(upper.indptr))
     diff = U[rows].astype(np.float64) - U[upper.indices]
     np.testing.assert_allclose(d.sum(), upper.data @ (diff**2).sum(1), rtol=1e-10)
