@@ -35,8 +35,9 @@ def dense_state(model, ratings, social=None):
     return R, M, W
 
 
-def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases, bias_reg=None):
-    """The written objective and its gradient, computed densely from scratch."""
+def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases, bias_reg=None, w0=0.0, r0=0.0):
+    """The written objective and its gradient, computed densely from scratch (every
+    unobserved pair is materialised for the missing-data term)."""
     U, V = model.user_factors_.astype(float), model.item_factors_.astype(float)
     n_u, n_i = M.sum(1), M.sum(0)
     wu = n_u if weighted else np.ones_like(n_u)
@@ -50,10 +51,11 @@ def objective_and_grads(model, R, M, W, reg, alpha, weighted, biases, bias_reg=N
         P = P + mu + b[:, None] + c[None, :]
     else:
         b, c = np.zeros(len(U)), np.zeros(len(V))
-    E = M * (R - P)
+    E = M * (R - P) + w0 * (1 - M) * (r0 - P)  # minus the derivative of the data terms in P
     d = W.sum(1)
     L = np.diag(d) - W
-    obj = 0.5 * (E**2).sum() + 0.5 * lu @ (U**2).sum(1) + 0.5 * li @ (V**2).sum(1)
+    obj = 0.5 * ((M * (R - P)) ** 2).sum() + 0.5 * w0 * (((1 - M) * (r0 - P)) ** 2).sum()
+    obj += 0.5 * lu @ (U**2).sum(1) + 0.5 * li @ (V**2).sum(1)
     obj += 0.5 * lbu @ b**2 + 0.5 * lbi @ c**2
     iu, iv = np.triu_indices(len(U), 1)
     obj += 0.5 * alpha * (W[iu, iv] * ((U[iu] - U[iv]) ** 2).sum(1)).sum()
@@ -555,3 +557,254 @@ def test_compiled_social_sums_equal_sparse_products(dtype):
     rows = np.repeat(np.arange(n), np.diff(upper.indptr))
     diff = U[rows].astype(np.float64) - U[upper.indices]
     np.testing.assert_allclose(d.sum(), upper.data @ (diff**2).sum(1), rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- missing-data term
+RANKING_CASES = [
+    (RegularizedALS, dict(reg=0.3, unobserved_weight=0.1)),
+    (RegularizedALS, dict(reg=0.3, unobserved_weight=0.2, unobserved_rating=0.5, biases=True)),
+    (RegularizedALS, dict(reg=0.05, unobserved_weight=1.7, weighted_reg=True)),  # w0 > 1: s = 1 - w0 < 0
+    (SocialALS, dict(reg=0.3, alpha=0.7, unobserved_weight=0.1)),
+    (SocialALS, dict(reg=0.3, alpha=0.7, unobserved_weight=0.3, unobserved_rating=1.0, biases=True, bias_reg=0.1,
+                     iterations=1500)),  # a weakly regularised bias against the social term: slow
+]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("cls,params", RANKING_CASES)
+def test_missing_data_objective_against_brute_force(cls, params, n_jobs, path):
+    """loss_history_ equals the objective summed over every (user, item) pair, the fixed point
+    has zero gradient of it, and the objective never rises."""
+    ratings, _, _ = planted_ratings(n_users=25, n_items=18, k=3, density=0.3, noise=0.3, seed=2)
+    social = random_social(25, 50, seed=4, extra_users=3, weights=True)
+    params = {"iterations": 300, **params}
+    model = cls(factors=3, tol=0, random_state=0, n_jobs=n_jobs, **params).fit(ratings, social)
+    R, M, W = dense_state(model, ratings, social if cls is SocialALS else None)
+    obj, gU, gV, gb, gc = objective_and_grads(
+        model, R, M, W, params["reg"], params.get("alpha", 0.0), params.get("weighted_reg", False),
+        params.get("biases", False), params.get("bias_reg"), params["unobserved_weight"],
+        params.get("unobserved_rating", 0.0),
+    )
+    h = model.loss_history_
+    assert h[-1] == pytest.approx(obj, rel=1e-10)
+    assert (np.diff(h) <= 1e-12 * h[:-1]).all()
+    scale = np.abs(R).max() * np.sqrt(R.size)
+    for g in (gU, gV) + ((gb, gc) if params.get("biases") else ()):
+        assert np.abs(g).max() < 1e-6 * scale
+
+
+def test_missing_data_term_first_sweep_objective_matches_brute_force(path):
+    """After one sweep (far from convergence) the reported objective is still the brute-force one."""
+    ratings, _, _ = planted_ratings(n_users=25, n_items=18, k=3, density=0.3, noise=0.3, seed=5)
+    model = RegularizedALS(factors=3, reg=0.2, biases=True, unobserved_weight=0.4, unobserved_rating=-1.0,
+                           iterations=1, random_state=3).fit(ratings)
+    R, M, W = dense_state(model, ratings)
+    obj = objective_and_grads(model, R, M, W, 0.2, 0.0, False, True, None, 0.4, -1.0)[0]
+    assert model.loss_history_[0] == pytest.approx(obj, rel=1e-10)
+
+
+def test_missing_data_term_off_is_exactly_the_rating_model(small_problem):
+    ratings, social = small_problem
+    a = SocialALS(factors=4, alpha=0.5, iterations=4, random_state=1, unobserved_weight=0.0,
+                  unobserved_rating=3.0).fit(ratings, social)
+    b = SocialALS(factors=4, alpha=0.5, iterations=4, random_state=1).fit(ratings, social)
+    np.testing.assert_array_equal(a.loss_history_, b.loss_history_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+
+
+def test_missing_data_term_ranks_rated_items_higher():
+    """With w0 > 0 a model learns which items get rated: on a planted problem where users rate
+    only 'their' half of the catalogue, held-out rated items outrank unrated ones."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(80):
+        half = np.arange(20) if u % 2 == 0 else np.arange(20, 40)
+        for i in rng.choice(half, 12, replace=False):
+            rows.append((u, int(i), float(rng.integers(1, 6))))
+    ratings = pd.DataFrame(rows, columns=["user", "item", "rating"])
+    plain = RegularizedALS(factors=4, reg=0.1, iterations=20, random_state=0).fit(ratings)
+    ranked = RegularizedALS(factors=4, reg=0.1, iterations=20, random_state=0, unobserved_weight=0.2).fit(ratings)
+
+    def own_half_share(model):
+        rec = model.recommend(n=5)
+        return np.mean([(i < 20) == (u % 2 == 0) for u, i in zip(rec["user"], rec["item"])])
+
+    assert own_half_share(ranked) > 0.95 and own_half_share(ranked) > own_half_share(plain)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(unobserved_weight=-0.1), "'unobserved_weight' parameter of RegularizedALS must be a float >= 0"),
+    (dict(unobserved_weight=float("nan")), "'unobserved_weight'"),
+    (dict(unobserved_rating=float("inf")), "'unobserved_rating' parameter of RegularizedALS must be a finite float"),
+    (dict(unobserved_rating="0"), "'unobserved_rating'"),
+])
+def test_bad_missing_data_parameters_are_clear_errors(bad, match):
+    ratings, _, _ = planted_ratings(seed=3)
+    with pytest.raises(ValueError, match=match):
+        RegularizedALS(**bad).fit(ratings)
+
+
+# --------------------------------------------------------------------------- reliability
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reg", [1e-4, 1e-6])
+def test_tiny_reg_stays_monotone_and_accurate(dtype, reg, path):
+    """float32 Gram sums below the regulariser's resolution are summed again in float64; the
+    Woodbury route never subtracts large terms: the loss never rises and the fit is not garbage."""
+    from socialals.datasets import make_social_ratings
+
+    ratings, _ = make_social_ratings(n_users=300, n_items=150, random_state=0)
+    m = RegularizedALS(factors=16, reg=reg, iterations=6, random_state=0, dtype=dtype).fit(ratings)
+    h = m.loss_history_
+    assert (np.diff(h) <= 1e-6 * h[:-1]).all(), h
+    ref = RegularizedALS(factors=16, reg=reg, iterations=6, random_state=0).fit(ratings)
+    assert h[-1] == pytest.approx(ref.loss_history_[-1], rel=2e-2)
+
+
+@pytest.mark.parametrize("reg", [1e-8, 1e-12, 0.0])
+def test_one_rating_and_tiny_reg_never_rise(reg, path):
+    one = pd.DataFrame({"user": [0], "item": [0], "rating": [1.0]})
+    h = RegularizedALS(factors=3, reg=reg, iterations=10, random_state=0).fit(one).loss_history_
+    assert (np.diff(h) <= 1e-12 * np.abs(h[:-1]) + 1e-25).all(), h  # reg = 0 fits exactly: rounding of 0
+    rng = np.random.default_rng(0)
+    r = pd.DataFrame({"user": rng.integers(0, 300, 6000), "item": rng.integers(0, 150, 6000),
+                      "rating": rng.integers(1, 6, 6000).astype(float)}).drop_duplicates(["user", "item"])
+    for model in (RegularizedALS(factors=10, reg=reg, iterations=8, random_state=0), ALS(factors=10, iterations=8, random_state=0)):
+        h = model.fit(r).loss_history_
+        assert (np.diff(h) <= 1e-9 * h[:-1]).all(), h
+
+
+@pytest.mark.parametrize("scale,reg,k,dtype", [(1e160, 1e-300, 2, "float64"), (1e15, 0.1, 4, "float64"),
+                                              (1e40, 0.1, 4, "float64"), (1e6, 0.1, 4, "float32")])
+def test_extreme_ratings_give_a_result_or_divergence_error(scale, reg, k, dtype, path):
+    """Never SystemError, LinAlgError or NaN factors: a finite fit or the library's DivergenceError."""
+    from socialals import DivergenceError
+
+    ratings, _, _ = planted_ratings(seed=3)
+    ratings = ratings.assign(rating=ratings["rating"] * scale)
+    try:
+        m = RegularizedALS(factors=k, reg=reg, iterations=3, random_state=0, dtype=dtype).fit(ratings)
+    except DivergenceError as exc:
+        assert "dtype" in str(exc) and "reg" in str(exc)
+    else:
+        assert np.isfinite(m.user_factors_).all() and np.isfinite(m.loss_history_).all()
+
+
+def test_failed_refit_keeps_the_previous_model():
+    ratings, _, _ = planted_ratings(seed=3)
+    model = SocialALS(factors=3, iterations=3, random_state=0).fit(ratings)
+    before = model.predict(ratings)
+    users = model.users_
+
+    def interrupt(m, it, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.set_params(callback=interrupt, factors=5).fit(ratings.iloc[:50])
+    assert model.users_ is users and model.user_factors_.shape[1] == 3
+    np.testing.assert_array_equal(model.predict(ratings), before)
+    fresh = RegularizedALS(factors=3, callback=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(ratings)
+    from socialals import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        fresh.predict(ratings)
+
+
+def test_alpha_zero_equals_regularized_with_social_only_users(path):
+    ratings, _, _ = planted_ratings(seed=3)
+    social = random_social(60, 100, seed=2, extra_users=6)  # users known only through the graph
+    a = SocialALS(factors=4, reg=0.2, alpha=0.0, iterations=5, random_state=7).fit(ratings, social)
+    b = RegularizedALS(factors=4, reg=0.2, iterations=5, random_state=7).fit(ratings)
+    assert len(a.users_) > len(b.users_)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_factors_[: len(b.users_)], b.user_factors_)
+
+
+def test_zero_init_scale_is_rejected():
+    ratings, _, _ = planted_ratings(seed=3)
+    with pytest.raises(ValueError, match="'init_scale' parameter of ALS must be a float > 0"):
+        ALS(init_scale=0.0).fit(ratings)
+
+
+# --------------------------------------------------------------------------- compiled path
+def test_compile_failure_warns_once_and_uses_the_reference(small_problem, monkeypatch):
+    from socialals import _config
+
+    ratings, social = small_problem
+    with config_context(compiled=False):
+        expect = SocialALS(factors=3, iterations=3, random_state=0).fit(ratings, social)
+
+    def broken(*args, **kwargs):
+        raise _config._ForcedCompileFailure("forced for the test")
+
+    monkeypatch.setattr(_kernels, "solve", broken)
+    monkeypatch.setattr(_kernels, "neighbour_sums", broken)
+    monkeypatch.setattr(_kernels, "sq_distances", broken)
+    _config._forget_failures()
+    try:
+        with pytest.warns(RuntimeWarning, match="failed to compile") as record:
+            got = SocialALS(factors=3, iterations=3, random_state=0).fit(ratings, social)
+            SocialALS(factors=3, iterations=2, random_state=0).fit(ratings, social)
+        assert sum("als_half_step" in str(w.message) for w in record) == 1  # once, not per call
+    finally:
+        _config._forget_failures()
+    np.testing.assert_array_equal(got.user_factors_, expect.user_factors_)
+
+
+@pytest.mark.skipif(not numba_available, reason="needs numba")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 8, 10, 16, 21, 64])
+def test_simd_tiles_equal_their_plain_twins(k, dtype):
+    """The IR micro-kernels and their plain-numba twins compute the same tiles and row ops."""
+    import numba
+
+    from socialals import _simd
+
+    if not _simd.USE_IR:
+        pytest.skip("the host CPU has no AVX2/FMA: the plain twins are the kernels")
+    w = 16 if dtype == np.float32 else 8
+    kg = (k + w - 1) // w * w
+    rng = np.random.default_rng(k)
+    A = np.zeros((37, kg), dtype)
+    A[:, :k] = rng.normal(size=(37, k))
+
+    def gram(tile):
+        @numba.njit
+        def run(A, G):
+            for a0 in range(0, G.shape[0], 4):
+                for c0 in range(a0 // w * w, G.shape[0], w):
+                    tile(A, 3, 30, a0, c0, G)
+
+        G = np.zeros((kg, kg), dtype)
+        run(A, G)
+        return G
+
+    G_ir, G_plain = gram(_simd.tile_add_ir), gram(_simd.tile_add_plain)
+    exact = A[3:33].astype(np.float64).T @ A[3:33].astype(np.float64)
+    upper = np.triu(np.ones((kg, kg), bool))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(G_ir[upper], exact[upper], rtol=tol, atol=tol * 30)
+    np.testing.assert_allclose(G_plain[upper], G_ir[upper], rtol=tol, atol=tol * 30)
+
+    def ops(fnma, scale, dot):
+        @numba.njit
+        def run(D, A, s):
+            fnma(D, 4, A, 0, s, 2)
+            scale(D, 0, A, 0, s, 1)
+            return dot(D, 0, A, 4, 0.0, 3)
+
+        return run
+
+    x = rng.normal(size=16)
+    outs = []
+    for fns in ((_simd.row_fnma_ir, _simd.row_scale_ir, _simd.row_dot_ir),
+                (_simd.row_fnma_plain, _simd.row_scale_plain, _simd.row_dot_plain)):
+        D = x.copy()
+        outs.append((ops(*fns)(D, x, 0.37), D))
+    expect = x.copy()
+    expect[4:12] -= 0.37 * x[0:8]
+    expect[0:4] *= 0.37
+    for val, D in outs:
+        np.testing.assert_allclose(D, expect, rtol=1e-14)
+        assert val == pytest.approx(x[4:16] @ expect[0:12], rel=1e-12)
