@@ -12,6 +12,7 @@ from ._config import config_context, get_config, set_config
 from .als import ALS, RegularizedALS, SocialALS
 from ._persistence import load
 from .base import BaseRecommender, clone
+from .baselines import Popularity
 from .datasets import (
     load_ciao,
     load_epinions,
@@ -43,6 +44,7 @@ __all__ = [
     "GridSearch",
     "KFold",
     "NotFittedError",
+    "Popularity",
     "RegularizedALS",
     "SocialALS",
     "__version__",

@@ -83,8 +83,9 @@ def model_classes() -> dict:
     The factorization machine is included when :mod:`socialals.fm` is importable.
     """
     from .als import ALS, RegularizedALS, SocialALS
+    from .baselines import Popularity
 
-    classes = {cls.__name__: cls for cls in (ALS, RegularizedALS, SocialALS)}
+    classes = {cls.__name__: cls for cls in (ALS, RegularizedALS, SocialALS, Popularity)}
     try:
         from .fm import FactorizationMachine
     except ImportError:

@@ -20,6 +20,9 @@ def _models():
         SocialALS(factors=3, reg=0.1, alpha=0.5, iterations=4, random_state=0),
         SocialALS(factors=3, reg=0.1, alpha=0.5, similarity="pcc", biases=True, iterations=4, random_state=0),
         SocialALS(factors=3, reg=0.1, bias_reg=0.01, alpha=0.5, biases=True, iterations=4, random_state=0),
+        RegularizedALS(factors=3, reg=1.0, unobserved_weight=0.2, iterations=4, random_state=0),
+        SocialALS(factors=3, reg=1.0, alpha=0.5, unobserved_weight=0.2, unobserved_rating=-1.0, biases=True,
+                  iterations=4, random_state=0),
     ]
     fm = getattr(socialals, "FactorizationMachine", None)
     if fm is not None:
