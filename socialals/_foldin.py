@@ -1,0 +1,146 @@
+"""The data side of fold-in: new users' ratings and links in a fitted model's index space.
+
+Used by :meth:`socialals.als._ALSFamily.fold_in`; the maths (each new row solves the
+model's own user half-step) lives with the models. Policies, as in :mod:`socialals.data`:
+duplicate (user, item) pairs are merged into their mean, ratings of items the model does
+not know and links to friends neither known nor new are dropped, each with one counted
+:class:`~socialals.DataWarning`; the caller's frames are never modified.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .data import _check_labels, _check_numeric, _require_frame
+from .exceptions import DataWarning
+from .social import edge_similarity, symmetric_weights
+
+__all__ = ["FoldIn"]
+
+
+class FoldIn:
+    """New users of ``model``: ``labels`` (n of them), ``R`` (n x model items, CSR)."""
+
+    def __init__(self, model, ratings: Optional[pd.DataFrame], social: Optional[pd.DataFrame]):
+        self.model = model
+        c = model.columns_
+        empty = ratings is None or (isinstance(ratings, pd.DataFrame) and len(ratings) == 0)
+        if empty and social is None:
+            raise ValueError("fold_in: the ratings frame is empty and no social links were given: nothing to fold in.")
+        users, items, values = np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0)
+        if not empty:
+            _require_frame(ratings, "ratings", [c.user, c.item, c.rating])
+            users = _check_labels(ratings, c.user, "ratings")
+            values = _check_numeric(ratings, c.rating, "ratings")
+            items = model.items_.get_indexer(_check_labels(ratings, c.item, "ratings"))
+            unknown = items < 0
+            if unknown.any():
+                warnings.warn(f"fold_in: dropped {int(unknown.sum())} rating(s) of item(s) the model does not know.",
+                              DataWarning, stacklevel=3)
+            labels = pd.unique(users)  # every user of the frame is folded in, even if all items were dropped
+            users, items, values = users[~unknown], items[~unknown], values[~unknown]
+        else:
+            labels = np.zeros(0, dtype=object)
+        self.links = None
+        if social is not None:
+            labels = self._read_social(social, labels)
+        if len(labels) == 0:
+            raise ValueError("fold_in: no new user to fold in (every social link names a known user).")
+        self.labels = pd.Index(labels)
+        rows = self.labels.get_indexer(users)
+        frame = pd.DataFrame({"u": rows, "i": items, "r": values})
+        merged = frame.groupby(["u", "i"], sort=True)["r"].mean()
+        if len(merged) < len(frame):
+            warnings.warn(f"fold_in: merged {len(frame) - len(merged)} duplicate (user, item) rating(s) into their mean.",
+                          DataWarning, stacklevel=3)
+        u, i = merged.index.get_level_values(0).to_numpy(), merged.index.get_level_values(1).to_numpy()
+        self.R = sp.csr_matrix((merged.to_numpy(np.float64), (u, i)), shape=(len(self.labels), len(model.items_)))
+        self.R.sort_indices()
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def _read_social(self, social, labels):
+        """Keep the links that touch a new user; unknown ``user``s with links are new users."""
+        c = self.model.columns_
+        _require_frame(social, "social", [c.user, c.friend])
+        src = _check_labels(social, c.user, "social")
+        dst = _check_labels(social, c.friend, "social")
+        weight = _check_numeric(social, c.weight, "social", nonnegative=True) if c.weight in social else np.ones(len(src))
+        known = self.model.users_
+        rated = set(labels)
+        src_known, dst_known = known.get_indexer(src) >= 0, known.get_indexer(dst) >= 0
+        src_new = np.array([s in rated for s in src], dtype=bool) | ~src_known
+        dst_new = np.array([d in rated for d in dst], dtype=bool)
+        touching = src_new | dst_new
+        loops = touching & (src == dst)
+        dangling = touching & ~loops & ~(dst_new | dst_known)
+        if dangling.any():
+            warnings.warn(f"fold_in: dropped {int(dangling.sum())} link(s) to friend(s) neither known to the model nor new.",
+                          DataWarning, stacklevel=4)
+        if loops.any():
+            warnings.warn(f"fold_in: dropped {int(loops.sum())} self-loop(s).", DataWarning, stacklevel=4)
+        keep = touching & ~loops & ~dangling
+        labels = pd.unique(np.concatenate([np.asarray(labels, dtype=object), src[keep & src_new].astype(object)]))
+        self.links = (src[keep], dst[keep], weight[keep])
+        return labels
+
+    def social_rows(self, model) -> Optional[sp.csr_matrix]:
+        """The new users' rows of ``W = (S + Sᵀ)/2`` over (known users, then new users),
+        with the model's similarity applied; None without links."""
+        if self.links is None or len(self.links[0]) == 0:
+            return None
+        src, dst, w = self.links
+        n_known = len(model.users_)
+
+        def pos(x):  # new users after the known ones; a new label wins over a known one
+            mine = self.labels.get_indexer(x)
+            return np.where(mine >= 0, n_known + mine, model.users_.get_indexer(x))
+
+        a, b = pos(src), pos(dst)
+        pairs = pd.DataFrame({"a": a, "b": b}).duplicated().to_numpy()
+        if pairs.any():
+            warnings.warn(f"fold_in: dropped {int(pairs.sum())} duplicate link(s).", DataWarning, stacklevel=4)
+            a, b, w = a[~pairs], b[~pairs], w[~pairs]
+        if model.similarity is not None:
+            R = sp.vstack([model._seen, self.R]).tocsr()
+            w = w * edge_similarity(R, a, b, model.similarity)
+        W = symmetric_weights(n_known + self.n, a, b, w)
+        return W[n_known:].tocsr()
+
+    def update_model(self, U_new: np.ndarray, b_new: Optional[np.ndarray]) -> None:
+        """Add the new users to the model (replacing rows of labels it knows); new arrays
+        throughout, never in place, so copies of the model stay as they were."""
+        m = self.model
+        pos = m.users_.get_indexer(self.labels)
+        old, fresh = pos >= 0, pos < 0
+        n_before = len(m.users_)
+        users = m.users_.append(self.labels[fresh])
+        where = np.where(old, pos, n_before + np.cumsum(fresh) - 1)
+        U = np.vstack([m.user_factors_, np.zeros((int(fresh.sum()), U_new.shape[1]), m.user_factors_.dtype)])
+        U[where] = U_new
+        if b_new is not None:
+            b = np.concatenate([m.user_bias_, np.zeros(int(fresh.sum()), m.user_bias_.dtype)])
+            b[where] = b_new
+            m.user_bias_ = b
+        seen = m._seen.tocoo()
+        replaced = np.isin(seen.row, pos[old])
+        new = self.R.tocoo()
+        rows = np.concatenate([seen.row[~replaced], where[new.row]])
+        cols = np.concatenate([seen.col[~replaced], new.col])
+        vals = np.concatenate([seen.data[~replaced], new.data])
+        m._seen = sp.csr_matrix((vals, (rows, cols)), shape=(len(users), len(m.items_)))
+        m._seen.sort_indices()
+        W = getattr(m, "social_weights_", None)
+        if W is not None:  # the graph the model was fitted with, grown to the new size (no new links)
+            grown = sp.csr_matrix((W.data, W.indices, W.indptr), shape=(n_before, len(users)))
+            W = sp.vstack([grown, sp.csr_matrix((len(users) - n_before, len(users)))]).tocsr()
+            m.social_weights_ = W
+        m.users_ = users
+        m.user_factors_ = U
