@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import _registry
+from ._persistence import load_model, save_model
 from .data import Columns, Dataset, build_dataset
 from .exceptions import DataWarning, NotFittedError
 
@@ -50,6 +52,12 @@ class BaseRecommender:
     """
 
     _include_social_users = False
+
+    def __init_subclass__(cls, **kwargs):
+        # Public model classes of the package go into the registry that load() and the
+        # command line read (see socialals._registry); no module needs to import them.
+        super().__init_subclass__(**kwargs)
+        _registry.register(cls)
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -186,8 +194,6 @@ class BaseRecommender:
             parameters that cannot be stored (e.g. a callback) are saved as ``None``
             with a warning.
         """
-        from ._persistence import save_model
-
         return save_model(self, path)
 
     @classmethod
@@ -197,8 +203,6 @@ class BaseRecommender:
         Called on a subclass (``SocialALS.load(path)``) it also checks that the file
         holds that class; a mismatch raises ``ValueError``.
         """
-        from ._persistence import load_model
-
         return load_model(path, expected=None if cls is BaseRecommender else cls)
 
     def _check_fitted(self) -> None:

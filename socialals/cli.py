@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ._defaults import DEFAULTS, defaults_for
+from ._registry import model_classes
 
 __all__ = ["COMPARE_COLUMNS", "DATASETS", "available_models", "build_parser", "load_data", "main"]
 
@@ -63,8 +64,6 @@ def available_models() -> dict:
 
     The factorization machine is included when :mod:`socialals.fm` is importable.
     """
-    from ._persistence import model_classes
-
     classes = model_classes()
     return {name: classes[name] for name in _MODEL_ORDER if name in classes}
 
