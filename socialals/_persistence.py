@@ -913,7 +913,7 @@ def _load_checked(path: Path):
     except TypeError as exc:
         raise _Bad(f"its parameters do not fit {cls_name} ({exc})") from exc
     try:
-        model._validate_params()
+        model._check_params()
     except (TypeError, ValueError) as exc:
         raise _Bad(f"its parameters are invalid: {exc}") from exc
     private = set(_ALWAYS_PRIVATE) | set(getattr(cls, "_saved_private_attributes", ()))
