@@ -544,8 +544,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 on a user error (message on standard error). Argument errors
-        exit with status 2 through :mod:`argparse`. Set ``SOCIALALS_DEBUG=1`` to get the
+        0 on success, 1 on a user error (message on standard error), 130 when
+        interrupted (Ctrl-C, one line, no traceback). Argument errors exit with status 2
+        through :mod:`argparse`. Set ``SOCIALALS_DEBUG=1`` to get the
         traceback of an error instead.
     """
     from .exceptions import NotFittedError
@@ -556,6 +557,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            if os.environ.get("SOCIALALS_DEBUG"):
+                raise
+            print("socialals: interrupted", file=sys.stderr)
+            return 130  # 128 + SIGINT, as shells report it
         except handled as exc:
             if os.environ.get("SOCIALALS_DEBUG"):
                 raise
