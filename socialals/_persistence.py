@@ -609,12 +609,12 @@ def _decode_sparse(name: str, spec: dict, arrays: dict, key: str):
                 f"the sparse matrix {name!r} has column indices from {lo} to {hi}, outside 0 .. {n_cols - 1}"
             )
     _check_finite(name, data)
-    index_dtype = np.int32 if max(n_rows, n_cols, len(data)) < 2**31 - 1 else np.int64
+    # the ranges are checked, so the casts below cannot wrap around
+    indices = indices if indices.dtype in (np.int32, np.int64) else indices.astype(np.int64)
+    indptr = indptr if indptr.dtype in (np.int32, np.int64) else indptr.astype(np.int64)
     build = sp.csr_array if spec.get("container") == "array" else sp.csr_matrix
     try:
-        return build(
-            (data.copy(), indices.astype(index_dtype), indptr.astype(index_dtype)), shape=(n_rows, n_cols), copy=False
-        )
+        return build((data, indices, indptr), shape=(n_rows, n_cols), copy=False)
     except (TypeError, ValueError) as exc:
         raise _Bad(f"the sparse matrix {name!r} is malformed ({exc})") from exc
 

@@ -523,7 +523,7 @@ def test_oversized_member_is_rejected_before_decompression(saved, tmp_path):
     bad = tmp_path / "bomb.npz"
     data = saved.read_bytes()
     bad.write_bytes(data)
-    size = 256 * 2**20  # 256 MiB of zeros deflate to ~250 KiB
+    size = 128 * 2**20  # 128 MiB of zeros deflate to ~130 KiB; the budget for this file is 64 MiB
     with zipfile.ZipFile(bad, "a", compression=zipfile.ZIP_DEFLATED) as zf:
         with zf.open("unused.npy", "w", force_zip64=True) as member:
             np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False, "shape": (size,)})
@@ -659,7 +659,7 @@ def test_every_registered_class_has_a_state_check():
     from socialals._persistence import _state_check
 
     classes = model_classes()
-    assert set(classes) == {"ALS", "RegularizedALS", "SocialALS", "FactorizationMachine"}
+    assert {"ALS", "RegularizedALS", "SocialALS", "FactorizationMachine"} <= set(classes)
     for cls in classes.values():
         assert _state_check(cls) is not None, cls
 
