@@ -24,6 +24,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import socialals  # noqa: E402
 from socialals import ALS, FactorizationMachine, RegularizedALS, SocialALS  # noqa: E402
+from socialals._persistence import model_classes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,15 +63,20 @@ def models(draw):
     dtype = draw(st.sampled_from(["float64", "float32"]))
     reg = draw(st.sampled_from([0.01, 0.1, 1.0, 10.0]))
     common = dict(factors=factors, dtype=dtype, iterations=draw(st.integers(1, 3)), random_state=draw(st.integers(0, 2**16)))
-    kind = draw(st.sampled_from(["ALS", "RegularizedALS", "SocialALS", "FactorizationMachine"]))
+    kind = draw(st.sampled_from(sorted(model_classes())))
+    missing_data = dict(unobserved_weight=draw(st.sampled_from([0.0, 0.05])), unobserved_rating=draw(st.sampled_from([0.0, 1.0])))
+    if kind == "Popularity":
+        return model_classes()[kind]()
     if kind == "ALS":
         return ALS(n_jobs=1, **common)
     if kind == "RegularizedALS":
-        return RegularizedALS(reg=reg, biases=draw(st.booleans()), weighted_reg=draw(st.booleans()), n_jobs=1, **common)
+        return RegularizedALS(reg=reg, biases=draw(st.booleans()), weighted_reg=draw(st.booleans()), n_jobs=1,
+                              **missing_data, **common)
     if kind == "SocialALS":
         return SocialALS(reg=reg, alpha=draw(st.sampled_from([0.0, 0.1, 1.0])), biases=draw(st.booleans()),
                          weighted_reg=draw(st.booleans()), similarity=draw(st.sampled_from([None, "vss", "pcc"])),
-                         n_jobs=1, **common)
+                         n_jobs=1, **missing_data, **common)
+    assert kind == "FactorizationMachine", f"add {kind} to this strategy"
     return FactorizationMachine(reg=reg, solver=draw(st.sampled_from(["sgd", "als"])),
                                 social_features=draw(st.booleans()), **common)
 
@@ -174,6 +180,7 @@ def originals(tmp_path_factory, loader):
         ("social", SocialALS(factors=3, reg=0.1, alpha=0.5, biases=True, iterations=2, random_state=0, n_jobs=1)),
         ("fm", FactorizationMachine(factors=2, iterations=2, random_state=0)),
         ("als32", RegularizedALS(factors=2, iterations=2, random_state=0, dtype="float32", n_jobs=1)),
+        ("popularity", model_classes()["Popularity"]()),
     ]:
         path = folder / f"{name}.npz"
         _fit(model, ratings, social).save(path)
