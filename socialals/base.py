@@ -22,19 +22,29 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import _registry
+from ._persistence import load_model, save_model
 from .data import Columns, Dataset, build_dataset
 from .exceptions import DataWarning, NotFittedError
 
 __all__ = ["BaseRecommender", "clone", "check_random_state"]
 
 
-def check_random_state(seed) -> np.random.Generator:
-    """Turn ``None``, an int or a Generator into a :class:`numpy.random.Generator`."""
+def check_random_state(seed, owner: Optional[str] = None) -> np.random.Generator:
+    """Turn ``None``, an int >= 0 or a Generator into a :class:`numpy.random.Generator`.
+
+    ``owner`` (a class or function name) is named in the error message.
+    """
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or isinstance(seed, (numbers.Integral, np.integer)):
-        return np.random.default_rng(seed)
-    raise ValueError(f"random_state must be None, an int or a numpy Generator; got {seed!r}.")
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
+        return np.random.default_rng(int(seed))
+    of = f" of {owner}" if owner else ""
+    raise ValueError(
+        f"The 'random_state' parameter{of} must be None, an int >= 0 or a numpy.random.Generator; got {seed!r}."
+    )
 
 
 def clone(model: "BaseRecommender") -> "BaseRecommender":
@@ -50,6 +60,12 @@ class BaseRecommender:
     """
 
     _include_social_users = False
+
+    def __init_subclass__(cls, **kwargs):
+        # Public model classes of the package go into the registry that load() and the
+        # command line read (see socialals._registry); no module needs to import them.
+        super().__init_subclass__(**kwargs)
+        _registry.register(cls)
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -76,6 +92,12 @@ class BaseRecommender:
 
     def _validate_params(self) -> None:  # overridden
         pass
+
+    def _check_params(self) -> None:
+        """Every hyperparameter check ``fit`` makes (used as is by ``load``)."""
+        self._validate_params()
+        if "random_state" in self._param_names():
+            check_random_state(self.random_state, type(self).__name__)
 
     def _bad_param(self, name: str, expected: str):
         return ValueError(
@@ -144,10 +166,10 @@ class BaseRecommender:
         -------
         self
         """
-        self._validate_params()
+        self._check_params()
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
-        rng = check_random_state(getattr(self, "random_state", None))
+        rng = check_random_state(getattr(self, "random_state", None), type(self).__name__)
         # Atomic: the fitted state of a previous fit is restored if this one fails or is
         # interrupted (a first fit that fails leaves the model unfitted).
         previous = {name: value for name, value in vars(self).items() if name.endswith("_") or name == "_seen"}
@@ -186,8 +208,6 @@ class BaseRecommender:
             parameters that cannot be stored (e.g. a callback) are saved as ``None``
             with a warning.
         """
-        from ._persistence import save_model
-
         return save_model(self, path)
 
     @classmethod
@@ -197,8 +217,6 @@ class BaseRecommender:
         Called on a subclass (``SocialALS.load(path)``) it also checks that the file
         holds that class; a mismatch raises ``ValueError``.
         """
-        from ._persistence import load_model
-
         return load_model(path, expected=None if cls is BaseRecommender else cls)
 
     def _check_fitted(self) -> None:

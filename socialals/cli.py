@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ._defaults import DEFAULTS, defaults_for
+from ._registry import model_classes
 
 __all__ = ["COMPARE_COLUMNS", "DATASETS", "available_models", "build_parser", "load_data", "main"]
 
@@ -63,8 +64,6 @@ def available_models() -> dict:
 
     The factorization machine is included when :mod:`socialals.fm` is importable.
     """
-    from ._persistence import model_classes
-
     classes = model_classes()
     return {name: classes[name] for name in _MODEL_ORDER if name in classes}
 
@@ -545,8 +544,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 on a user error (message on standard error). Argument errors
-        exit with status 2 through :mod:`argparse`. Set ``SOCIALALS_DEBUG=1`` to get the
+        0 on success, 1 on a user error (message on standard error), 130 when
+        interrupted (Ctrl-C, one line, no traceback). Argument errors exit with status 2
+        through :mod:`argparse`. Set ``SOCIALALS_DEBUG=1`` to get the
         traceback of an error instead.
     """
     from .exceptions import NotFittedError
@@ -557,6 +557,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            if os.environ.get("SOCIALALS_DEBUG"):
+                raise
+            print("socialals: interrupted", file=sys.stderr)
+            return 130  # 128 + SIGINT, as shells report it
         except handled as exc:
             if os.environ.get("SOCIALALS_DEBUG"):
                 raise

@@ -101,7 +101,7 @@ def _preview(frame: pd.DataFrame, mask: np.ndarray, n: int = 5) -> str:
     return rows.to_string(max_cols=10)
 
 
-def _require_frame(frame, name: str, required: list[str]) -> None:
+def _require_frame(frame, name: str, required: list[str], optional: tuple = ()) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"'{name}' must be a pandas DataFrame; got {type(frame).__name__}.")
     missing = [c for c in required if c not in frame.columns]
@@ -110,6 +110,12 @@ def _require_frame(frame, name: str, required: list[str]) -> None:
             f"'{name}' is missing column(s) {missing}; it has columns {list(frame.columns)}. "
             "Rename them or pass the column names to fit()."
         )
+    for col in list(required) + [c for c in optional if c in frame.columns]:
+        count = int((frame.columns == col).sum())
+        if count > 1:
+            raise ValueError(
+                f"'{name}' has {count} columns named {col!r}; keep one (e.g. drop or rename the others)."
+            )
     if len(frame) == 0:
         raise ValueError(f"'{name}' is empty; at least one row is needed.")
 
@@ -125,17 +131,35 @@ def _check_labels(frame: pd.DataFrame, col: str, name: str) -> np.ndarray:
     return values.to_numpy()
 
 
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float")
+
+
 def _check_numeric(frame: pd.DataFrame, col: str, name: str, nonnegative: bool = False) -> np.ndarray:
+    """The column as float64; only int and float columns (or objects holding only int and
+    float values) count as numbers. Booleans, complex numbers, dates, durations, categories
+    and strings — even strings of digits — are refused rather than converted."""
     raw = frame[col]
-    if pd.api.types.is_bool_dtype(raw) or not pd.api.types.is_numeric_dtype(raw):
-        coerced = pd.to_numeric(raw, errors="coerce")
-        bad = (coerced.isna() & raw.notna()).to_numpy()
-        if bad.any() or not pd.api.types.is_numeric_dtype(coerced):
-            raise ValueError(
-                f"Column '{col}' of '{name}' must be numeric; got dtype {raw.dtype}"
-                + (f" with {int(bad.sum())} non-numeric value(s); first rows:\n" + _preview(frame, bad) if bad.any() else ".")
-            )
-        raw = coerced
+    dtype = raw.dtype
+    numeric = (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+        and not isinstance(dtype, pd.CategoricalDtype)
+    )
+    if not numeric and dtype == object:
+        numeric = pd.api.types.infer_dtype(raw, skipna=True) in _NUMBER_KINDS
+        if numeric:
+            raw = pd.to_numeric(raw)
+    if not numeric:
+        bad = ~raw.map(
+            lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        ).to_numpy(dtype=bool) & raw.notna().to_numpy()
+        detail = f" ({int(bad.sum())} non-numeric value(s)); first rows:\n" + _preview(frame, bad) if bad.any() else "."
+        raise ValueError(
+            f"Column '{col}' of '{name}' must be numeric (int or float); got dtype {dtype}{detail} "
+            "Booleans, complex numbers, dates, durations and text are not converted; convert the column "
+            "yourself (e.g. with pandas.to_numeric) if its values are numbers."
+        )
     values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -248,8 +272,14 @@ def build_dataset(
     )
 
 
+def _label_kind(labels: pd.Index) -> str:
+    """'number', 'string' or pandas' inferred kind of a label list (for type mismatches)."""
+    kind = pd.api.types.infer_dtype(labels, skipna=True)
+    return {"integer": "number", "floating": "number", "mixed-integer-float": "number"}.get(kind, kind)
+
+
 def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
-    _require_frame(social, "social", [c.user, c.friend])
+    _require_frame(social, "social", [c.user, c.friend], optional=(c.weight,))
     a = _check_labels(social, c.user, "social")
     b = _check_labels(social, c.friend, "social")
     if c.weight in social.columns:
@@ -260,6 +290,17 @@ def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
     # Extend the vocabulary with users known only through the graph.
     both = pd.Index(np.concatenate([a, b]))
     extra = both[~both.isin(users)].unique()
+    rated_kind, social_kind = _label_kind(users), _label_kind(both)
+    if len(extra) and rated_kind != social_kind:
+        shown = [repr(v) for v in extra[:3]]
+        warnings.warn(
+            f"social: its user labels are {social_kind}s but the rating users are {rated_kind}s, so "
+            f"{len(extra)} of {both.nunique()} social user(s) match no rated user and become new users "
+            f"(e.g. {', '.join(shown)}). If they name the same people, give both frames one label "
+            "type (e.g. .astype(str) on both).",
+            DataWarning,
+            stacklevel=4,
+        )
     if len(extra):
         _, extra = factorize_labels(np.asarray(extra))
         users = users.append(extra)

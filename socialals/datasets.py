@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -324,6 +325,16 @@ def _download(
     os.close(handle)
     part = Path(part_name)
     request = urllib.request.Request(url, headers={"User-Agent": "socialals-datasets"})
+    # ``timeout`` bounds the whole download, not each read: a server that trickles a
+    # byte now and then must not hold the caller for ever.
+    deadline = time.monotonic() + timeout
+
+    def too_slow(received: int) -> DownloadError:
+        return DownloadError(
+            f"Download of {url} did not finish within timeout={timeout:g} s ({received:,} bytes "
+            "received); the partial file was deleted. Pass a larger timeout for a slow connection."
+        )
+
     try:
         try:
             response = urllib.request.urlopen(request, timeout=timeout)
@@ -339,10 +350,22 @@ def _download(
             received = 0
             enabled = progress and _stderr_is_tty()
             bar_total = announced or expected_size
+            # read1: one socket read per call, so the deadline is checked between them;
+            # each read waits at most the time left (best effort: urllib does not expose
+            # the socket, and without it a silent server is still cut after ``timeout``).
+            read = getattr(response, "read1", response.read)
+            sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
             with open(part, "wb") as fh, _progress_bar(bar_total, target.name, enabled) as bar:
                 while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise too_slow(received)
+                    if sock is not None and hasattr(sock, "settimeout"):
+                        sock.settimeout(remaining)
                     try:
-                        block = response.read(_CHUNK_BYTES)
+                        block = read(_CHUNK_BYTES)
+                    except (TimeoutError, socket.timeout) as exc:
+                        raise too_slow(received) from exc
                     except (http.client.IncompleteRead, OSError) as exc:
                         raise DownloadError(
                             f"Download of {url} was interrupted after {received:,} bytes ({exc}); "
@@ -466,7 +489,8 @@ def fetch(
         Show a progress bar on standard error (tqdm when installed, else a plain
         line). It is never shown when standard error is not a terminal.
     timeout : float, default=60.0
-        Seconds to wait for the server before giving up.
+        Seconds the whole download may take (connecting and every byte); a slower
+        transfer is stopped with :class:`DownloadError`.
 
     Returns
     -------
@@ -723,7 +747,7 @@ _DOWNLOAD_PARAMETERS = """\
     progress : bool, default=True
         Show a download progress bar when standard error is a terminal.
     timeout : float, default=60.0
-        Network timeout in seconds."""
+        Seconds the whole download may take (connecting and every byte)."""
 
 
 def _with_download_parameters(function):

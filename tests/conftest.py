@@ -44,3 +44,33 @@ def shared_datasets():
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared data sets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+# ---------------------------------------------------------------------------- Hypothesis
+# Profiles for the property tests: "ci" (the default) is small, derandomised and fast;
+# run `python -m pytest --hypothesis-profile=thorough` for a long search.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the property tests skip themselves
+    settings = None
+else:
+    settings.register_profile(
+        "ci",
+        max_examples=20,
+        deadline=None,
+        derandomize=True,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.register_profile(
+        "thorough",
+        max_examples=1000,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def pytest_configure(config):
+    if settings is not None and not config.getoption("hypothesis_profile", default=None):
+        settings.load_profile("ci")

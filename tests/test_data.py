@@ -92,7 +92,7 @@ def test_custom_columns_and_string_labels():
         (dict(dtype="int32"), r"The 'dtype' parameter"),
         (dict(n_jobs=0), r"The 'n_jobs' parameter"),
         (dict(biases="yes"), r"The 'biases' parameter of SocialALS must be a bool"),
-        (dict(random_state="seed"), r"random_state must be"),
+        (dict(random_state="seed"), r"The 'random_state' parameter of SocialALS must be"),
     ],
 )
 def test_bad_hyperparameters(params, match):
@@ -108,3 +108,92 @@ def test_mixed_label_types_are_kept():
 
 def test_columns_dataclass_defaults():
     assert Columns() == Columns("user", "item", "rating", "friend", "weight")
+
+
+# ---------------------------------------------------------------------------- non-numbers
+_NON_NUMBERS = {
+    "datetime": (pd.to_datetime(["2020-01-01", "2020-01-02"]), "datetime64"),
+    "timedelta": (pd.to_timedelta([1, 2], unit="s"), "timedelta64"),
+    "complex": (np.array([1 + 0j, 2 + 1j]), "complex128"),
+    "bool": (np.array([True, False]), "bool"),
+    "nullable-bool": (pd.array([True, False], dtype="boolean"), "boolean"),
+    "numeric-strings": (["4", "3"], "(str|object)"),
+    "object-strings": (pd.Series(["4", 3.0], dtype=object), "object"),
+    "category": (pd.Categorical([4.0, 3.0]), "category"),
+}
+
+
+@pytest.mark.parametrize("values, dtype", list(_NON_NUMBERS.values()), ids=list(_NON_NUMBERS))
+def test_non_numeric_ratings_are_refused_with_column_and_dtype(values, dtype):
+    ratings = frame(user=[1, 2], item=[1, 2], stars=values)
+    before = ratings.copy()
+    with pytest.raises(ValueError, match=rf"Column 'stars' of 'ratings' must be numeric \(int or float\); got dtype {dtype}"):
+        RegularizedALS(factors=1, iterations=1).fit(ratings, rating_col="stars")
+    pd.testing.assert_frame_equal(ratings, before)  # the caller's frame is untouched
+
+
+@pytest.mark.parametrize("values, dtype", list(_NON_NUMBERS.values()), ids=list(_NON_NUMBERS))
+def test_non_numeric_social_weights_are_refused(values, dtype):
+    social = frame(user=[1, 2], friend=[2, 1], weight=values)
+    with pytest.raises(ValueError, match=rf"Column 'weight' of 'social' must be numeric \(int or float\); got dtype {dtype}"):
+        SocialALS(factors=1, iterations=1).fit(GOOD, social)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [np.array([4, 3], dtype=np.int8), np.array([4, 3], dtype=np.uint16), np.array([4.0, 3.0], dtype=np.float32),
+     pd.array([4, 3], dtype="Int64"), pd.array([4.0, 3.0], dtype="Float64"), pd.Series([4, 3.5], dtype=object)],
+    ids=["int8", "uint16", "float32", "Int64", "Float64", "object-numbers"],
+)
+def test_integer_and_float_ratings_of_any_width_are_accepted(values):
+    d = build_dataset(frame(user=[1, 2], item=[1, 2], rating=values))
+    np.testing.assert_array_equal(d.R.data, np.asarray(values, dtype=np.float64))
+
+
+def test_missing_value_in_a_nullable_column_is_named():
+    with pytest.raises(ValueError, match="'rating' of 'ratings' has 1 NaN or infinite"):
+        build_dataset(frame(user=[1, 2], item=[1, 2], rating=pd.array([4, None], dtype="Int64")))
+
+
+@pytest.mark.parametrize("col", ["rating", "user", "item"])
+def test_two_columns_of_one_name_are_a_clear_error(col):
+    ratings = pd.DataFrame([[1, 2, 3.0]], columns=["user", "item", "rating"])
+    ratings = pd.concat([ratings, ratings[[col]]], axis=1)
+    with pytest.raises(ValueError, match=f"'ratings' has 2 columns named '{col}'; keep one"):
+        RegularizedALS(factors=1, iterations=1).fit(ratings)
+
+
+def test_two_weight_columns_in_social_are_a_clear_error():
+    social = pd.DataFrame([[1, 2, 0.5, 0.7]], columns=["user", "friend", "weight", "weight"])
+    with pytest.raises(ValueError, match="'social' has 2 columns named 'weight'"):
+        SocialALS(factors=1, iterations=1).fit(GOOD, social)
+
+
+def test_social_labels_of_another_type_warn_with_count():
+    ratings = frame(user=[1, 2, 3], item=[1, 2, 2], rating=[1.0, 2.0, 3.0])
+    social = frame(user=["1", "2"], friend=["2", "3"])
+    with pytest.warns(DataWarning, match=r"labels are strings but the rating users are numbers, so 3 of 3 social user\(s\) match no rated user"):
+        d = build_dataset(ratings, social, include_social_users=True)
+    assert d.n_users == 6  # the warning tells the truth: three new users
+    # the same labels with one type: no warning, nobody new
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = build_dataset(ratings, social.astype(int), include_social_users=True)
+    assert d.n_users == 3
+
+
+def test_users_known_only_socially_with_the_same_label_type_do_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = build_dataset(GOOD, frame(user=[1, 7], friend=[2, 1]), include_social_users=True)
+    assert list(d.users) == [1, 2, 7]
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**40), 1.5, "x", True])
+def test_random_state_is_named(seed):
+    with pytest.raises(ValueError, match=r"The 'random_state' parameter of RegularizedALS must be None, an int >= 0"):
+        RegularizedALS(factors=1, iterations=1, random_state=seed).fit(GOOD)
