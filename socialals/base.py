@@ -144,8 +144,13 @@ class BaseRecommender:
         -------
         self
         """
-        self._validate_params()
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
+        return self._fit_frames(ratings, social, cols)
+
+    def _fit_frames(self, ratings, social, cols: Columns, **fit_data) -> "BaseRecommender":
+        """Validate, index the frames and learn; ``fit_data`` (e.g. side features) goes to
+        ``_fit`` as keyword arguments."""
+        self._validate_params()
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
         rng = check_random_state(getattr(self, "random_state", None))
         # Atomic: the fitted state of a previous fit is restored if this one fails or is
@@ -159,7 +164,7 @@ class BaseRecommender:
             self.items_ = data.items
             self.rating_mean_ = float(data.R.data.mean())
             self._seen = data.R
-            self._fit(data, rng)
+            self._fit(data, rng, **fit_data)
         except BaseException:
             for name in [n for n in vars(self) if n.endswith("_") or n == "_seen"]:
                 delattr(self, name)
@@ -167,7 +172,7 @@ class BaseRecommender:
             raise
         return self
 
-    def _fit(self, data: Dataset, rng: np.random.Generator) -> None:  # pragma: no cover - abstract
+    def _fit(self, data: Dataset, rng: np.random.Generator, **fit_data) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ------------------------------------------------------------------ persistence
