@@ -199,7 +199,7 @@ class FactorizationMachine(BaseRecommender):
                 f"solver='als' of FactorizationMachine minimises the squared loss only; got loss={self.loss!r}. "
                 "Use solver='sgd' for the hinge and logistic losses."
             )
-        check_random_state(self.random_state)
+        check_random_state(self.random_state, type(self).__name__)
 
     def _regs(self) -> tuple[float, float, float]:
         reg = float(self.reg)
@@ -261,7 +261,7 @@ class FactorizationMachine(BaseRecommender):
             groups = _check_groups(X, groups)
         for attr in ("users_", "items_", "columns_", "rating_mean_", "_seen", "feature_blocks_", "_parts") + self._saved_private_attributes:
             self.__dict__.pop(attr, None)
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(self.random_state, type(self).__name__)
         self._train(X, self._encode_target(y), groups, rng)
         return self
 
