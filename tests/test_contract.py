@@ -232,3 +232,14 @@ def test_social_frame_reaches_fit_whole_through_grid_search_cv(data):
         first = clone(model).fit(ratings.iloc[train], social).score(ratings.iloc[test])
     assert with_graph[0] == pytest.approx(first, rel=1e-12)
     assert not np.allclose(with_graph, without)
+
+
+def test_cli_technical_parameters_are_real_parameters():
+    """The command line hides these from its model descriptions: each must be a parameter of
+    some model (a stale name is dead code)."""
+    from socialals import cli
+
+    params = set()
+    for cls in (ALS, RegularizedALS, SocialALS, socialals.FactorizationMachine):
+        params |= set(cls().get_params())
+    assert set(cli._TECHNICAL) <= params, set(cli._TECHNICAL) - params

@@ -39,9 +39,7 @@ def build_design(data: Dataset, social_features: bool, user_features, item_featu
     pos = n_users + n_items
     u_extra, i_extra = [], []
     if social_features and data.has_social:
-        S = sp.csr_matrix(
-            (data.social_weight, (data.social_src, data.social_dst)), shape=(n_users, n_users)
-        )
+        S = data.social_matrix()
         deg = np.asarray(S.sum(axis=1)).ravel()
         inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
         S = sp.csr_matrix(sp.diags(inv) @ S, dtype=dt)
