@@ -12,6 +12,7 @@ and declare ``_include_social_users`` (does the social frame add users?).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import warnings
@@ -152,24 +153,37 @@ class BaseRecommender(BaseEstimator):
         self._validate_params()
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
         rng = check_random_state(getattr(self, "random_state", None), type(self).__name__)
-        # Atomic: the fitted state of a previous fit is restored if this one fails or is
-        # interrupted (a first fit that fails leaves the model unfitted).
-        previous = {name: value for name, value in vars(self).items() if name.endswith("_") or name == "_seen"}
-        try:
-            for name in previous:
-                delattr(self, name)
+        with self._atomic_fit():
             self.columns_ = cols
             self.users_ = data.users
             self.items_ = data.items
             self.rating_mean_ = float(data.R.data.mean())
             self._seen = data.R
             self._fit(data, rng, **fit_data)
+        return self
+
+    # private fitted state beside the public ``name_`` attributes; subclasses extend it
+    _private_fitted_attributes = ("_seen",)
+
+    def _fitted_names(self) -> list:
+        private = set(self._private_fitted_attributes)
+        return [name for name in vars(self) if name.endswith("_") or name in private]
+
+    @contextlib.contextmanager
+    def _atomic_fit(self):
+        """Atomic fit: the block starts from an unfitted model, and the fitted state of a
+        previous fit (public ``name_`` and ``_private_fitted_attributes``) is restored if
+        the block fails or is interrupted (a first fit that fails leaves the model unfitted)."""
+        previous = {name: getattr(self, name) for name in self._fitted_names()}
+        try:
+            for name in previous:
+                delattr(self, name)
+            yield
         except BaseException:
-            for name in [n for n in vars(self) if n.endswith("_") or n == "_seen"]:
+            for name in self._fitted_names():
                 delattr(self, name)
             vars(self).update(previous)
             raise
-        return self
 
     def _fit(self, data: Dataset, rng: np.random.Generator, **fit_data) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

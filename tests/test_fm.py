@@ -734,3 +734,30 @@ def test_a_kernel_that_fails_to_compile_warns_once_and_the_fit_uses_the_referenc
     monkeypatch.undo()
     compiled_sgd = FactorizationMachine(**sgd).fit_matrix(X, y)
     assert not np.array_equal(compiled_sgd.V_, ref_sgd.V_)
+
+
+def test_failed_refit_leaves_the_previous_fit_intact(frames):
+    """A refit that fails after its first iteration (on other data, with other blocks)
+    restores every piece of the previous fit, the private scoring blocks included:
+    predictions and recommendations are unchanged."""
+    ratings, social = frames
+    m = FactorizationMachine(factors=3, solver="als", iterations=4, random_state=0).fit(ratings, social)
+    before_pred, before_rec = m.predict(ratings), m.recommend(["u1", "s1"], n=4)
+    other = ratings.assign(user=ratings["user"] + "x").iloc[::2]  # other users, no social block
+    def interrupt(model, iteration, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m.set_params(solver="sgd", callback=interrupt).fit(other)
+    np.testing.assert_array_equal(m.predict(ratings), before_pred)
+    pd.testing.assert_frame_equal(m.recommend(["u1", "s1"], n=4), before_rec)
+    assert "social" in m.feature_blocks_
+    # the design-matrix API too, and a matrix fit then drops the DataFrame state
+    X, y = _mixed_design()
+    mm = FactorizationMachine(factors=2, iterations=3, random_state=0).fit_matrix(X, y)
+    before = mm.predict_matrix(X)
+    with pytest.raises(KeyboardInterrupt):
+        mm.set_params(callback=interrupt).fit_matrix(X[:, :10], y)
+    np.testing.assert_array_equal(mm.predict_matrix(X), before)
+    m.set_params(callback=None).fit_matrix(X, y)
+    assert not hasattr(m, "users_") and not hasattr(m, "feature_blocks_") and m._entity is None

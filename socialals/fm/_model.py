@@ -126,6 +126,8 @@ class FactorizationMachine(BaseRecommender):
     _include_social_users = True
     # what save() must keep besides the public learned attributes (see _persistence)
     _saved_private_attributes = ("_entity_ZU", "_entity_ZI", "_entity_meta")
+    # the private fitted state a failed refit restores (see BaseRecommender._atomic_fit)
+    _private_fitted_attributes = ("_seen", "_parts", "_converged") + _saved_private_attributes
 
     def __init__(
         self,
@@ -259,10 +261,9 @@ class FactorizationMachine(BaseRecommender):
         y = self._check_y(y, X.shape[0])
         if groups is not None:
             groups = _check_groups(X, groups)
-        for attr in ("users_", "items_", "columns_", "rating_mean_", "_seen", "feature_blocks_", "_parts") + self._saved_private_attributes:
-            self.__dict__.pop(attr, None)
         rng = check_random_state(self.random_state, type(self).__name__)
-        self._train(X, self._encode_target(y), groups, rng)
+        with self._atomic_fit():  # starts unfitted: no DataFrame state survives from a fit()
+            self._train(X, self._encode_target(y), groups, rng)
         return self
 
     @staticmethod
