@@ -67,7 +67,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import socialals.fm as fm_module  # noqa: E402
+import socialals  # noqa: E402
 from socialals.fm import FactorizationMachine  # noqa: E402
 
 
@@ -143,8 +143,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.numpy_kernels:
-        fm_module.USE_COMPILED = False
-    print(f"kernels: {'compiled (numba)' if fm_module.USE_COMPILED else 'numpy'}")
+        socialals.set_config(compiled=False)
+    print(f"kernels: {'compiled (numba)' if socialals.get_config()['compiled'] else 'numpy'}")
     if args.quick:
         u, i, r, clean, nu, ni = movielens_shaped(n_users=1500, n_items=900, nnz=100_000, seed=args.seed)
     else:

@@ -22,7 +22,7 @@ from .datasets import (
     make_social_ratings,
 )
 from .fm import FactorizationMachine
-from .exceptions import ConvergenceWarning, DataWarning, DivergenceError, NotFittedError
+from .exceptions import ConvergenceWarning, DataWarning, DivergenceError, InvalidParameterError, NotFittedError
 from .model_selection import (
     GridSearch,
     KFold,
@@ -42,6 +42,7 @@ __all__ = [
     "DivergenceError",
     "FactorizationMachine",
     "GridSearch",
+    "InvalidParameterError",
     "KFold",
     "NotFittedError",
     "Popularity",

@@ -12,51 +12,45 @@ and declare ``_include_social_users`` (does the social frame add users?).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import json
 import numbers
 import warnings
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
+from sklearn.base import BaseEstimator, clone
 
 from . import _registry
 from ._persistence import load_model, save_model
+from . import _validation
 from .data import Columns, Dataset, build_dataset
 from .exceptions import DataWarning, NotFittedError
 
 __all__ = ["BaseRecommender", "clone", "check_random_state"]
 
 
-def check_random_state(seed, owner: Optional[str] = None) -> np.random.Generator:
-    """Turn ``None``, an int >= 0 or a Generator into a :class:`numpy.random.Generator`.
-
-    ``owner`` (a class or function name) is named in the error message.
-    """
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None:
-        return np.random.default_rng()
-    if isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
-        return np.random.default_rng(int(seed))
-    of = f" of {owner}" if owner else ""
-    raise ValueError(
-        f"The 'random_state' parameter{of} must be None, an int >= 0 or a numpy.random.Generator; got {seed!r}."
-    )
+def check_random_state(seed, owner: str = "the model") -> np.random.Generator:
+    """Turn ``None``, an int >= 0 or a Generator into a :class:`numpy.random.Generator`
+    (see :func:`socialals._validation.check_random_state`)."""
+    return _validation.check_random_state(seed, owner)
 
 
-def clone(model: "BaseRecommender") -> "BaseRecommender":
-    """An unfitted copy of ``model`` with the same hyperparameters."""
-    return type(model)(**model.get_params())
-
-
-class BaseRecommender:
-    """Base class of every socialals model (scikit-learn conventions).
+class BaseRecommender(BaseEstimator):
+    """Base class of every socialals model: a scikit-learn estimator.
 
     The constructor only stores hyperparameters; they are validated at the start of
-    :meth:`fit`. Learned state ends in ``_``.
+    :meth:`fit`. Learned state ends in ``_``. ``sklearn.base.clone`` (also
+    ``socialals.clone``) makes an unfitted copy, and :meth:`score` lets scikit-learn's
+    model selection (``GridSearchCV``, ``cross_val_score``) rank models on a rating
+    DataFrame; the social graph is data, passed to ``fit`` as a fit parameter::
+
+        GridSearchCV(SocialALS(), {"alpha": [0.1, 1.0]}, cv=3).fit(ratings, social=social)
+
+    scikit-learn splits every fit parameter that has exactly as many rows as ``ratings``
+    along with them; should a social frame have exactly ``len(ratings)`` rows, use
+    :class:`socialals.model_selection.GridSearch`, which passes it whole.
     """
 
     _include_social_users = False
@@ -100,9 +94,7 @@ class BaseRecommender:
             check_random_state(self.random_state, type(self).__name__)
 
     def _bad_param(self, name: str, expected: str):
-        return ValueError(
-            f"The {name!r} parameter of {type(self).__name__} must be {expected}; got {getattr(self, name)!r}."
-        )
+        return _validation.invalid(name, type(self).__name__, expected, getattr(self, name))
 
     def _check_int(self, name: str, low: int) -> None:
         v = getattr(self, name)
@@ -166,30 +158,48 @@ class BaseRecommender:
         -------
         self
         """
-        self._check_params()
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
+        return self._fit_frames(ratings, social, cols)
+
+    def _fit_frames(self, ratings, social, cols: Columns, **fit_data) -> "BaseRecommender":
+        """Validate, index the frames and learn; ``fit_data`` (e.g. side features) goes to
+        ``_fit`` as keyword arguments."""
+        self._check_params()
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
         rng = check_random_state(getattr(self, "random_state", None), type(self).__name__)
-        # Atomic: the fitted state of a previous fit is restored if this one fails or is
-        # interrupted (a first fit that fails leaves the model unfitted).
-        previous = {name: value for name, value in vars(self).items() if name.endswith("_") or name == "_seen"}
-        try:
-            for name in previous:
-                delattr(self, name)
+        with self._atomic_fit():
             self.columns_ = cols
             self.users_ = data.users
             self.items_ = data.items
             self.rating_mean_ = float(data.R.data.mean())
             self._seen = data.R
-            self._fit(data, rng)
+            self._fit(data, rng, **fit_data)
+        return self
+
+    # private fitted state beside the public ``name_`` attributes; subclasses extend it
+    _private_fitted_attributes = ("_seen",)
+
+    def _fitted_names(self) -> list:
+        private = set(self._private_fitted_attributes)
+        return [name for name in vars(self) if name.endswith("_") or name in private]
+
+    @contextlib.contextmanager
+    def _atomic_fit(self):
+        """Atomic fit: the block starts from an unfitted model, and the fitted state of a
+        previous fit (public ``name_`` and ``_private_fitted_attributes``) is restored if
+        the block fails or is interrupted (a first fit that fails leaves the model unfitted)."""
+        previous = {name: getattr(self, name) for name in self._fitted_names()}
+        try:
+            for name in previous:
+                delattr(self, name)
+            yield
         except BaseException:
-            for name in [n for n in vars(self) if n.endswith("_") or n == "_seen"]:
+            for name in self._fitted_names():
                 delattr(self, name)
             vars(self).update(previous)
             raise
-        return self
 
-    def _fit(self, data: Dataset, rng: np.random.Generator) -> None:  # pragma: no cover - abstract
+    def _fit(self, data: Dataset, rng: np.random.Generator, **fit_data) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ------------------------------------------------------------------ persistence
@@ -274,6 +284,42 @@ class BaseRecommender:
 
     def _fallback(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         return np.full(len(u), self.rating_mean_)
+
+    def score(self, ratings, y=None) -> float:
+        """Minus the RMSE of :meth:`predict` on ``ratings`` (higher is better).
+
+        The scikit-learn convention (``score`` of an estimator, higher is better), so that
+        ``GridSearchCV`` and ``cross_val_score`` rank models by RMSE without a scorer.
+
+        Parameters
+        ----------
+        ratings : DataFrame
+            Rows with the user, item and rating columns used in ``fit``.
+        y : array-like, optional
+            True ratings, one per row; default: the rating column of ``ratings``.
+
+        Returns
+        -------
+        float
+            ``-sqrt(mean((predicted - true)²))``; unknown users or items get the fallback
+            prediction (with a :class:`~socialals.DataWarning`), as in :meth:`predict`.
+        """
+        self._check_fitted()
+        c = self.columns_
+        if y is None:
+            if not isinstance(ratings, pd.DataFrame) or c.rating not in ratings.columns:
+                raise ValueError(
+                    f"score needs the true ratings: a DataFrame with the {c.rating!r} column, or y; "
+                    f"got {type(ratings).__name__}" + (f" with columns {list(ratings.columns)}" if isinstance(ratings, pd.DataFrame) else "") + "."
+                )
+            y = ratings[c.rating]
+        truth = np.asarray(y, dtype=np.float64)
+        pred = np.asarray(self.predict(ratings), dtype=np.float64)
+        if truth.shape != pred.shape:
+            raise ValueError(f"score: 'y' has shape {truth.shape}; expected one rating per pair, {pred.shape}.")
+        if not len(truth):
+            raise ValueError("score: 'ratings' is empty.")
+        return -float(np.sqrt(np.mean((pred - truth) ** 2)))
 
     def recommend(
         self, users=None, n: int = 10, exclude_seen: bool = True, *, batch_size: int = 1024

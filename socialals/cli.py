@@ -150,7 +150,7 @@ def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=Non
     return model
 
 
-_TECHNICAL = ("n_jobs", "random_state", "dtype", "init_scale", "callback", "tol", "verbose")
+_TECHNICAL = ("n_jobs", "random_state", "dtype", "init_scale", "callback", "tol")
 
 
 def _describe(model) -> str:

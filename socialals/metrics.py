@@ -31,11 +31,12 @@ items rated at least ``relevance_threshold``), and let
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 import pandas as pd
+
+from ._validation import check_frame, check_int, check_real
 
 __all__ = [
     "average_precision_at_k",
@@ -67,44 +68,17 @@ _MEAN_NAMES = {
 # ---------------------------------------------------------------------------
 def _check_int(value, name, func, min_value):
     """Return ``value`` as an int, or raise if it is not an int >= min_value."""
-    message = (
-        f"The '{name}' parameter of {func} must be an int >= {min_value}; "
-        f"got {value!r}."
-    )
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(message)
-    if value < min_value:
-        raise ValueError(message)
-    return int(value)
+    return check_int(value, name, func, min_value)
 
 
 def _check_real(value, name, func):
     """Return ``value`` as a finite float, or raise naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"The '{name}' parameter of {func} must be a real number or None; "
-            f"got {value!r}."
-        )
-    if not np.isfinite(value):
-        raise ValueError(
-            f"The '{name}' parameter of {func} must be finite; got {value!r}."
-        )
-    return float(value)
+    return check_real(value, name, func, "a finite real number or None")
 
 
 def _check_frame(frame, name, func, columns):
     """Check that ``frame`` is a DataFrame holding every column in ``columns``."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(
-            f"The '{name}' parameter of {func} must be a pandas DataFrame; "
-            f"got {type(frame).__name__}."
-        )
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"The '{name}' parameter of {func} is missing the column(s) "
-            f"{missing}; it has columns {list(frame.columns)}."
-        )
+    check_frame(frame, name, func, columns)
 
 
 def _as_float_array(values, name, func):

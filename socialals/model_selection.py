@@ -1,13 +1,26 @@
 """Data splitting, evaluation, cross-validation and hyper-parameter search.
 
-Everything here works with the socialals estimator protocol: a model has
-``get_params()`` / ``set_params(**params)``, ``fit(ratings, social=None)``
-returning itself, ``predict(pairs)`` returning a float array,
-``recommend(users=None, n=10, exclude_seen=True)`` returning a long table
-``user, item, rank, score``, and, once fitted, ``users_`` and ``items_``
-(pandas Index objects).  Models are never modified by the search and
-cross-validation helpers: each fit uses an unfitted copy made by
-``socialals.base.clone``.
+The models are scikit-learn estimators: ``get_params()`` / ``set_params(**params)``,
+``fit(ratings, social=None)`` returning itself, ``predict(pairs)``, ``score(ratings)``
+(minus the RMSE), ``recommend(users=None, n=10, exclude_seen=True)`` returning a long
+table ``user, item, rank, score``, and, once fitted, ``users_`` and ``items_`` (pandas
+Index objects). So scikit-learn's own model selection works on them directly, e.g. a
+grid search on RMSE with the social graph passed whole to every fit::
+
+    from sklearn.model_selection import GridSearchCV
+    search = GridSearchCV(SocialALS(), {"alpha": [0.1, 1.0]},
+                          cv=KFold(5, random_state=0)).fit(ratings, social=social)
+
+What stays here is what is about recommendation: :func:`evaluate` (rating error per
+cold-start group and top-N ranking metrics of one fit), :func:`cold_start_groups`,
+:func:`cross_validate` over those metrics, the splits :func:`train_test_split`
+(``stratify="user"``) and :func:`user_holdout_split` (whole users held out), and
+:class:`GridSearch`, a search scored by any of :func:`evaluate`'s metrics
+(``cold_start_rmse``, ``ndcg``, ...), which needs the training split of each fold and
+so is not a scikit-learn scorer. :class:`KFold` is a scikit-learn splitter that shuffles
+with a NumPy Generator (the folds of the published results). Models are never modified by
+the search and cross-validation helpers: each fit uses an unfitted copy made by
+``sklearn.base.clone``.
 
 Randomness
 ----------
@@ -30,7 +43,10 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from .base import clone
+from sklearn.base import clone
+
+from ._validation import check_bool, check_random_state, invalid
+from .exceptions import InvalidParameterError
 from .metrics import (
     _as_float_array,
     _check_frame,
@@ -76,48 +92,18 @@ _EVALUATE_OPTIONS = ("k", "cold_start_threshold", "ranking", "relevance_threshol
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def _check_random_state(random_state, func):
-    """Turn ``random_state`` into a :class:`numpy.random.Generator`."""
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(
-                f"The 'random_state' parameter of {func} must be an int >= 0, None "
-                f"or a numpy.random.Generator; got {random_state!r}."
-            )
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        f"The 'random_state' parameter of {func} must be an int >= 0, None or a "
-        f"numpy.random.Generator; got {random_state!r}."
-    )
-
-
-def _check_bool(value, name, func):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"The '{name}' parameter of {func} must be a bool; got {value!r}."
-        )
-    return bool(value)
-
-
 def _check_n_jobs(n_jobs, func):
     if n_jobs is None:
         return None
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(
-            f"The 'n_jobs' parameter of {func} must be None or a non-zero int "
-            f"(-1 means all processors); got {n_jobs!r}."
-        )
+        raise invalid("n_jobs", func, "None or a non-zero int (-1 means all processors)", n_jobs)
     return int(n_jobs)
 
 
 def _check_model(model, func, methods=("get_params", "set_params", "fit", "predict")):
     missing = [m for m in methods if not callable(getattr(model, m, None))]
     if missing:
-        raise TypeError(
+        raise InvalidParameterError(
             f"The 'model' parameter of {func} must follow the socialals estimator "
             f"protocol; {type(model).__name__} has no method(s) {missing}."
         )
@@ -129,19 +115,11 @@ def _check_ratings(ratings, name, func):
 
 def _check_test_size(test_size, func, name="test_size"):
     """A fraction in (0, 1) (returned as float) or a count >= 1 (returned as int)."""
-    message = (
-        f"The '{name}' parameter of {func} must be a float in (0, 1) or an "
-        f"int >= 1; got {test_size!r}."
-    )
-    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise TypeError(message)
-    if isinstance(test_size, numbers.Integral):
-        if test_size < 1:
-            raise ValueError(message)
-        return int(test_size)
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(message)
-    return float(test_size)
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or (
+        test_size < 1 if isinstance(test_size, numbers.Integral) else not 0.0 < test_size < 1.0
+    ):
+        raise invalid(name, func, "a float in (0, 1) or an int >= 1", test_size)
+    return int(test_size) if isinstance(test_size, numbers.Integral) else float(test_size)
 
 
 def _split_positions(ratings, test_size, rng, stratify, func):
@@ -240,12 +218,12 @@ def train_test_split(ratings, test_size=0.2, random_state=None, stratify="random
     func = "train_test_split"
     _check_ratings(ratings, "ratings", func)
     if stratify not in ("random", "user"):
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'stratify' parameter of {func} must be 'random' or 'user'; "
             f"got {stratify!r}."
         )
     test_size = _check_test_size(test_size, func)
-    rng = _check_random_state(random_state, func)
+    rng = check_random_state(random_state, func)
     mask = _split_positions(ratings, test_size, rng, stratify, func)
     return ratings.iloc[np.flatnonzero(~mask)].copy(), ratings.iloc[np.flatnonzero(mask)].copy()
 
@@ -303,7 +281,7 @@ def user_holdout_split(ratings, n_users=0.1, test_size=0.2, users=None, random_s
     """
     func = "user_holdout_split"
     _check_ratings(ratings, "ratings", func)
-    rng = _check_random_state(random_state, func)
+    rng = check_random_state(random_state, func)
     rated = pd.unique(ratings["user"])
     candidates = rated if users is None else pd.unique(pd.Series(list(users)))
     candidates = np.asarray(pd.Index(candidates).intersection(pd.Index(rated)).sort_values())
@@ -317,9 +295,7 @@ def user_holdout_split(ratings, n_users=0.1, test_size=0.2, users=None, random_s
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or test_size < 0 or (
         not isinstance(test_size, numbers.Integral) and test_size >= 1
     ):
-        raise ValueError(
-            f"The 'test_size' parameter of {func} must be a float in [0, 1) or an int >= 0; got {test_size!r}."
-        )
+        raise invalid("test_size", func, "a float in [0, 1) or an int >= 0", test_size)
     held = ratings["user"].isin(rng.choice(candidates, n_out, replace=False)).to_numpy()
     rest = np.flatnonzero(~held)
     n_rest = int(test_size) if isinstance(test_size, numbers.Integral) else math.ceil(test_size * len(rest))
@@ -340,6 +316,13 @@ class KFold:
     the remaining rows form the training set.  This is the usual 5-fold
     protocol of rating-prediction papers, which splits ratings rather than
     users.
+
+    It is a scikit-learn CV splitter (``split(X, y=None, groups=None)``,
+    ``get_n_splits``), so it serves as ``cv`` of ``sklearn.model_selection.GridSearchCV``
+    or ``cross_val_score``. It is not ``sklearn.model_selection.KFold`` because it
+    shuffles with a :class:`numpy.random.Generator`: the seeds of the published
+    results (``KFold(5, shuffle=True, random_state=0)``) keep giving the same folds,
+    and a Generator is accepted as ``random_state``.
 
     Parameters
     ----------
@@ -363,13 +346,13 @@ class KFold:
 
     def __init__(self, n_splits=5, shuffle=True, random_state=None):
         self.n_splits = _check_int(n_splits, "n_splits", "KFold", 2)
-        self.shuffle = _check_bool(shuffle, "shuffle", "KFold")
+        self.shuffle = check_bool(shuffle, "shuffle", "KFold")
         if not self.shuffle and random_state is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'random_state' parameter of KFold has no effect when "
                 "shuffle=False; leave it as None."
             )
-        _check_random_state(0 if random_state is None else random_state, "KFold")
+        check_random_state(0 if random_state is None else random_state, "KFold")
         self.random_state = random_state
 
     def __repr__(self):
@@ -378,17 +361,19 @@ class KFold:
             f"random_state={self.random_state!r})"
         )
 
-    def get_n_splits(self, ratings=None):
+    def get_n_splits(self, X=None, y=None, groups=None):
         """Number of folds, ``n_splits``."""
         return self.n_splits
 
-    def split(self, ratings):
+    def split(self, X, y=None, groups=None):
         """Yield ``(train_idx, test_idx)`` for each fold.
 
         Parameters
         ----------
-        ratings : pandas.DataFrame or sized object
-            Only its length is used.
+        X : pandas.DataFrame or sized object
+            The ratings; only their number is used.
+        y, groups : ignored
+            For scikit-learn's splitter signature.
 
         Yields
         ------
@@ -401,14 +386,14 @@ class KFold:
         ValueError
             If there are fewer rows than folds.
         """
-        n = len(ratings)
+        n = len(X)
         if self.n_splits > n:
             raise ValueError(
                 f"KFold: cannot make n_splits={self.n_splits} folds from {n} rows; "
                 "each fold needs at least one row."
             )
         if self.shuffle:
-            rows = _check_random_state(self.random_state, "KFold").permutation(n)
+            rows = check_random_state(self.random_state, "KFold").permutation(n)
         else:
             rows = np.arange(n)
         sizes = np.full(self.n_splits, n // self.n_splits)
@@ -424,16 +409,17 @@ def _resolve_splits(cv, ratings, random_state, func):
     """List of (train_idx, test_idx) from an int or a splitter object."""
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
         n_splits = _check_int(cv, "cv", func, 2)
+        check_random_state(random_state, func)  # named after the caller, not KFold
         splitter = KFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     elif callable(getattr(cv, "split", None)):
         if random_state is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'random_state' parameter of {func} is only used when 'cv' is "
                 "an int; set the random state on the splitter instead."
             )
         splitter = cv
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             f"The 'cv' parameter of {func} must be an int >= 2 or an object with a "
             f"split(ratings) method such as KFold; got {cv!r}."
         )
@@ -600,7 +586,7 @@ def evaluate(
         raise ValueError(f"The 'test' parameter of {func} is empty.")
     k = _check_int(k, "k", func, 1)
     cold_start_threshold = _check_int(cold_start_threshold, "cold_start_threshold", func, 1)
-    ranking = _check_bool(ranking, "ranking", func)
+    ranking = check_bool(ranking, "ranking", func)
     if ranking:
         _check_model(model, func, methods=("recommend",))
     if relevance_threshold is not None:
@@ -738,7 +724,7 @@ def cross_validate(
     _check_ratings(ratings, "ratings", func)
     _check_evaluate_options(evaluate_kwargs, func)
     n_jobs = _check_n_jobs(n_jobs, func)
-    return_models = _check_bool(return_models, "return_models", func)
+    return_models = check_bool(return_models, "return_models", func)
     splits = _resolve_splits(cv, ratings, random_state, func)
 
     outputs = Parallel(n_jobs=n_jobs)(
@@ -777,12 +763,12 @@ def _expand_grid(param_grid, model, func):
     elif isinstance(param_grid, Iterable) and not isinstance(param_grid, (str, bytes)):
         grids = list(param_grid)
         if not grids or not all(isinstance(g, Mapping) for g in grids):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"The 'param_grid' parameter of {func} must be a dict of "
                 "{name: list of values} or a non-empty list of such dicts."
             )
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             f"The 'param_grid' parameter of {func} must be a dict of "
             f"{{name: list of values}} or a list of such dicts; got {param_grid!r}."
         )
@@ -792,12 +778,12 @@ def _expand_grid(param_grid, model, func):
         names, value_lists = [], []
         for name, values in grid.items():
             if name not in valid:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"Unknown parameter {name!r} in the 'param_grid' of {func} for "
                     f"{type(model).__name__}; valid parameters are {sorted(valid)}."
                 )
             if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
-                raise TypeError(
+                raise InvalidParameterError(
                     f"param_grid[{name!r}] of {func} must be a list of candidate "
                     f"values; got {values!r}."
                 )
@@ -821,7 +807,7 @@ def _resolve_scoring(scoring, k, func):
         return f"{scoring}_at_{k}", False, True
     if scoring in [f"{base}_at_{k}" for base in _RANKING_BASES] + ["coverage"]:
         return scoring, False, True
-    raise ValueError(
+    raise InvalidParameterError(
         f"The 'scoring' parameter of {func} must be one of {error_keys + list(_RANKING_BASES)}"
         f" or 'coverage' (ranking names may carry the cut-off, e.g. 'ndcg_at_{k}' "
         f"for k={k}); got {scoring!r}."
@@ -935,19 +921,19 @@ class GridSearch:
 
     def _splits(self, ratings, func):
         if self.cv is not None and self.validation_size is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{func}: give either 'cv' or 'validation_size', not both."
             )
         if self.validation_size is None:
             cv = 3 if self.cv is None else self.cv
             return _resolve_splits(cv, ratings, self.random_state, func)
         if self.stratify not in ("random", "user"):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'stratify' parameter of {func} must be 'random' or 'user'; "
                 f"got {self.stratify!r}."
             )
         size = _check_test_size(self.validation_size, func)
-        rng = _check_random_state(self.random_state, func)
+        rng = check_random_state(self.random_state, func)
         in_test = _split_positions(ratings, size, rng, self.stratify, func)
         return [(np.flatnonzero(~in_test), np.flatnonzero(in_test))]
 
@@ -958,7 +944,7 @@ class GridSearch:
         _check_ratings(ratings, "ratings", func)
         k = _check_int(self.k, "k", func, 1)
         n_jobs = _check_n_jobs(self.n_jobs, func)
-        refit = _check_bool(self.refit, "refit", func)
+        refit = check_bool(self.refit, "refit", func)
         candidates = _expand_grid(self.param_grid, self.model, func)
         key, lower, needs_ranking = _resolve_scoring(self.scoring, k, func)
         options = {

@@ -8,6 +8,7 @@ import pytest
 
 import socialals
 from socialals import ALS, DataWarning, NotFittedError, RegularizedALS, SocialALS, clone
+from socialals.exceptions import InvalidParameterError
 
 from conftest import planted_ratings, random_social
 
@@ -133,6 +134,37 @@ class TestModelContract:
         with pytest.raises(ValueError, match="Invalid parameter"):
             clone(model).set_params(nonsense=1)
 
+    def test_random_state_checked_like_everywhere_else(self, model, data):
+        m = clone(model).set_params(random_state="x")
+        with pytest.raises(InvalidParameterError) as err:
+            m.fit(*data)
+        expected = f"The 'random_state' parameter of {type(model).__name__} must be None, an int >= 0 or a numpy.random.Generator; got 'x'."
+        assert str(err.value) == expected
+        assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)
+
+    def test_scikit_learn_clone_not_fitted_and_score(self, model, data):
+        from sklearn.base import clone as sk_clone
+        from sklearn.exceptions import NotFittedError as SkNotFittedError
+
+        fitted = clone(model).fit(*data)
+        copy = sk_clone(fitted)
+        assert type(copy) is type(model) and copy.get_params() == model.get_params()
+        assert not hasattr(copy, "users_")  # unfitted
+        with pytest.raises(SkNotFittedError):
+            copy.predict(data[0])
+        with pytest.raises(SkNotFittedError):
+            copy.score(data[0])
+        ratings = data[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            pred = fitted.predict(ratings)
+            expected = -np.sqrt(np.mean((pred - ratings["rating"].to_numpy()) ** 2))
+            assert fitted.score(ratings) == pytest.approx(expected, rel=1e-12)
+            # y given separately: the same number; a frame without ratings needs y
+            assert fitted.score(ratings[["user", "item"]], ratings["rating"]) == pytest.approx(expected, rel=1e-12)
+        with pytest.raises(ValueError, match="'rating' column, or y"):
+            fitted.score(ratings[["user", "item"]])
+
 
 def test_social_only_users_are_recommended_to(data):
     ratings, social = data
@@ -144,3 +176,70 @@ def test_social_only_users_are_recommended_to(data):
     # plain models do not know them
     with pytest.raises(KeyError):
         RegularizedALS(factors=3, iterations=2).fit(ratings, social).recommend(social_only)
+
+
+# ---------------------------------------------------------------------- scikit-learn model selection
+def _sk_models():
+    return [
+        (RegularizedALS(factors=3, iterations=3, random_state=0), "reg", [0.01, 10.0]),
+        (SocialALS(factors=3, reg=0.1, iterations=3, random_state=0), "alpha", [0.0, 5.0]),
+        (socialals.FactorizationMachine(factors=3, solver="als", iterations=3, random_state=0), "reg", [0.01, 10.0]),
+    ]
+
+
+@pytest.mark.parametrize("model,name,values", _sk_models(), ids=lambda x: type(x).__name__ if hasattr(x, "fit") else None)
+def test_grid_search_cv_of_scikit_learn(model, name, values, data):
+    """GridSearchCV over our KFold: its mean test score of every candidate is minus the mean
+    RMSE of that candidate refitted by hand on the same folds; the social frame goes to fit
+    whole as a fit parameter, and the best candidate is refitted on everything."""
+    from sklearn.model_selection import GridSearchCV
+
+    ratings, social = data
+    assert len(social) != len(ratings)  # else scikit-learn would split it with the ratings
+    cv = socialals.KFold(3, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        search = GridSearchCV(model, {name: values}, cv=cv).fit(ratings, social=social)
+        by_hand = []
+        for value in values:
+            rmses = []
+            for train, test in cv.split(ratings):
+                m = clone(model).set_params(**{name: value}).fit(ratings.iloc[train], social)
+                err = m.predict(ratings.iloc[test]) - ratings["rating"].to_numpy()[test]
+                rmses.append(np.sqrt(np.mean(err**2)))
+            by_hand.append(-np.mean(rmses))
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], by_hand, rtol=1e-12)
+    best = int(np.argmax(by_hand))
+    assert search.best_params_ == {name: values[best]}
+    assert isinstance(search.best_estimator_, type(model))
+    refit = clone(model).set_params(**{name: values[best]}).fit(ratings, social)
+    np.testing.assert_array_equal(search.best_estimator_.predict(ratings), refit.predict(ratings))
+    assert not hasattr(model, "users_")  # the template itself is never fitted
+
+
+def test_social_frame_reaches_fit_whole_through_grid_search_cv(data):
+    """SocialALS with alpha > 0 uses the graph: the search's fold fits differ from fits without it."""
+    from sklearn.model_selection import cross_val_score
+
+    ratings, social = data
+    model = SocialALS(factors=3, reg=0.1, alpha=5.0, iterations=3, random_state=0)
+    cv = socialals.KFold(3, shuffle=True, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        with_graph = cross_val_score(model, ratings, cv=cv, params={"social": social})
+        without = cross_val_score(model, ratings, cv=cv)
+        train, test = next(cv.split(ratings))
+        first = clone(model).fit(ratings.iloc[train], social).score(ratings.iloc[test])
+    assert with_graph[0] == pytest.approx(first, rel=1e-12)
+    assert not np.allclose(with_graph, without)
+
+
+def test_cli_technical_parameters_are_real_parameters():
+    """The command line hides these from its model descriptions: each must be a parameter of
+    some model (a stale name is dead code)."""
+    from socialals import cli
+
+    params = set()
+    for cls in (ALS, RegularizedALS, SocialALS, socialals.FactorizationMachine):
+        params |= set(cls().get_params())
+    assert set(cli._TECHNICAL) <= params, set(cli._TECHNICAL) - params

@@ -92,7 +92,7 @@ def test_custom_columns_and_string_labels():
         (dict(dtype="int32"), r"The 'dtype' parameter"),
         (dict(n_jobs=0), r"The 'n_jobs' parameter"),
         (dict(biases="yes"), r"The 'biases' parameter of SocialALS must be a bool"),
-        (dict(random_state="seed"), r"The 'random_state' parameter of SocialALS must be"),
+        (dict(random_state="seed"), r"The 'random_state' parameter of SocialALS must be None, an int >= 0 or a numpy.random.Generator; got 'seed'"),
     ],
 )
 def test_bad_hyperparameters(params, match):

@@ -8,33 +8,26 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-import socialals.fm as fm_module
-from socialals import _fm_kernels
+import socialals
+from socialals import _config
 from socialals.base import clone
 from socialals.exceptions import ConvergenceWarning, DataWarning, DivergenceError, NotFittedError
-from socialals.fm import (
-    _ALS_RESYNC,
-    FactorizationMachine,
-    _detect_groups,
-    _fm_decision,
-    _fm_gradient,
-    _fm_objective,
-    _param_matrix,
-    _sgd_batch,
-    _Step,
-    _Workspace,
-)
+from socialals.fm import FactorizationMachine
+from socialals.fm import _kernels
+from socialals.fm._cd import _ALS_RESYNC, _detect_groups
+from socialals.fm._objective import _fm_decision, _fm_objective
+from socialals.fm._sgd import _fm_gradient, _param_matrix, _sgd_batch, _Step
 
 LOSSES = ["squared", "logistic", "hinge"]
-COMPILED = [False] + ([True] if _fm_kernels.AVAILABLE else [])
+COMPILED = [False] + ([True] if _config.numba_available else [])
 
 
 @pytest.fixture(params=COMPILED, ids=lambda c: "numba" if c else "numpy")
-def path(request, monkeypatch):
+def path(request):
     """Run a test with the numpy kernels and, when numba is installed, the compiled ones
     (the SGD epoch; ALS's update of groups that cover only some rows)."""
-    monkeypatch.setattr(fm_module, "USE_COMPILED", request.param)
-    return request.param
+    with socialals.config_context(compiled=request.param):
+        yield request.param
 
 
 # ---------------------------------------------------------------------- helpers
@@ -212,17 +205,6 @@ def test_gradient_of_the_written_objective_matches_finite_differences(loss, bina
     assert L(w0, w, V) == pytest.approx(data + pen, rel=1e-12)
 
 
-@pytest.fixture(params=["scipy-kernels", "public-api"])
-def sparse_kernels(request, monkeypatch):
-    """Run a test with scipy's private C kernels and with the public-API fallback."""
-    if request.param == "public-api":
-        import socialals.fm as fm
-
-        monkeypatch.setattr(fm, "_csr_matvecs", None)
-        monkeypatch.setattr(fm, "_csc_matvecs", None)
-    return request.param
-
-
 def damped_update_by_formula(D, w, V, g, eta, kappa, lw, lv, share):
     """The documented damped SGD step of (w, V) for one batch, written out with dense algebra:
     G from the dense gradient; H_w = Σ x², H_V = Σ x_l² Σ_{m≠l} x_m² ‖v_m‖²; features absent
@@ -245,7 +227,7 @@ def damped_update_by_formula(D, w, V, g, eta, kappa, lw, lv, share):
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
-def test_sgd_step_is_the_documented_damped_update(binary, sparse_kernels):
+def test_sgd_step_is_the_documented_damped_update(binary):
     """One batch through the fused kernel equals the formula written out with dense algebra."""
     rng = np.random.default_rng(2)
     n, p, k = 30, 10, 3
@@ -261,10 +243,9 @@ def test_sgd_step_is_the_documented_damped_update(binary, sparse_kernels):
     w_exp, V_exp = damped_update_by_formula(D, w, V, g, eta, kappa, lw, lv, share)
 
     P = _param_matrix(w, V)
-    ws = _Workspace(n, X.nnz, p, k, np.float64, np.int64)
     row = np.repeat(np.arange(n), np.diff(X.indptr))
     yhat, g_k = _sgd_batch(
-        ws, X.indptr.astype(np.int64), X.indices.astype(np.int64), None if binary else X.data, row, y, w0, P, "squared",
+        X.indptr.astype(np.int64), X.indices.astype(np.int64), None if binary else X.data, row, y, w0, P, "squared",
         _Step(eta, kappa, lw, lv, share),
     )
     np.testing.assert_allclose(yhat, naive_fm(D, w0, w, V), atol=1e-12)
@@ -278,10 +259,10 @@ def test_compiled_kernel_is_installed_in_ci():
     import os
 
     if os.environ.get("CI"):
-        assert _fm_kernels.AVAILABLE, "numba is a dependency; the compiled SGD epoch must be tested in CI"
+        assert _config.numba_available, "numba is a dependency; the compiled SGD epoch must be tested in CI"
 
 
-@pytest.mark.skipif(not _fm_kernels.AVAILABLE, reason="numba is not installed")
+@pytest.mark.skipif(not _config.numba_available, reason="numba is not installed")
 @pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_compiled_batch_is_the_documented_damped_update(loss, binary):
@@ -306,8 +287,8 @@ def test_compiled_batch_is_the_documented_damped_update(loss, binary):
     w0_exp = (w0 * d0 - eta * g.sum()) / (d0 + eta * l0 * c0)  # every row is in the batch: m / n = 1
 
     P = _param_matrix(w, V)
-    ws = _fm_kernels.EpochWorkspace(n, p, p, k, np.float64)
-    w0_new, loss_sum, bad, _ = _fm_kernels.sgd_epoch(
+    ws = _kernels.EpochWorkspace(n, p, p, k, np.float64)
+    w0_new, loss_sum, bad, _ = _kernels.sgd_epoch(
         ws, X.indptr.astype(np.int64), X.indices, None if binary else X.data, y, np.arange(2), 32, n, P, w0, loss,
         eta, kappa, l0, c0, lw, lv, share,
     )
@@ -331,21 +312,20 @@ def _random_sgd_problem(loss, binary, seed):
     return X, y
 
 
-@pytest.mark.skipif(not _fm_kernels.AVAILABLE, reason="numba is not installed")
+@pytest.mark.skipif(not _config.numba_available, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("binary", [False, True], ids=["real-valued", "binary"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_compiled_sgd_equals_the_numpy_kernel(loss, binary, dtype, monkeypatch):
+def test_compiled_sgd_equals_the_numpy_kernel(loss, binary, dtype):
     """The compiled epoch makes the numpy kernel's updates (same shuffles, batches, steps,
     penalty shares, intercept): equal fits up to floating-point summation order."""
     X, y = _random_sgd_problem(loss, binary, seed=3)
     fits = {}
     for compiled in [False, True]:
-        monkeypatch.setattr(fm_module, "USE_COMPILED", compiled)
         for params in [dict(batch_size=29, schedule="invscaling"), dict(batch_size=1, iterations=2), dict(reg_scaling="none", reg_w0=0.2)]:
             base = dict(factors=4, loss=loss, iterations=4, learning_rate=0.02, dtype=dtype, random_state=1)
-            m = FactorizationMachine(**{**base, **params})
-            fits[compiled, str(params)] = m.fit_matrix(X, y)
+            with socialals.config_context(compiled=compiled):
+                fits[compiled, str(params)] = FactorizationMachine(**{**base, **params}).fit_matrix(X, y)
     tol = dict(rtol=1e-9, atol=1e-11) if dtype == "float64" else dict(rtol=2e-4, atol=2e-5)
     for key in {k[1] for k in fits}:
         a, b = fits[False, key], fits[True, key]
@@ -709,3 +689,75 @@ def test_side_features_and_classification_frames(frames, path):
     np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-clf.decision_function(liked))))
     rec = clf.recommend("u1", n=3)
     assert len(rec) == 3 and rec["score"].is_monotonic_decreasing
+
+
+# ---------------------------------------------------------------------- fail-soft kernels
+def _uncompilable(*args):
+    return args[0].no_such_attribute  # numba cannot type this: a genuine compile failure
+
+
+@pytest.mark.skipif(not _config.numba_available, reason="numba is not installed")
+def test_a_kernel_that_fails_to_compile_warns_once_and_the_fit_uses_the_reference(frames, monkeypatch):
+    """Both FM kernels replaced by functions numba cannot compile: each warns once, and the
+    fits equal the reference path's exactly (the fallback happens before anything runs)."""
+    import numba
+
+    broken = numba.njit(_uncompilable)
+    monkeypatch.setattr(_kernels, "_epoch", broken)
+    monkeypatch.setattr(_kernels, "_cd_partial", broken)
+    ratings, social = frames
+    X, y = _random_sgd_problem("squared", False, seed=4)
+    sgd = dict(factors=3, iterations=3, batch_size=50, learning_rate=0.02, random_state=0)
+    als = dict(factors=3, solver="als", iterations=3, random_state=0)
+    _config._forget_failures()
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            got_sgd = FactorizationMachine(**sgd).fit_matrix(X, y)
+            got_als = FactorizationMachine(**als).fit(ratings, social)
+            FactorizationMachine(**sgd).fit_matrix(X, y)  # a known failure does not warn again
+        messages = [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+        assert len(messages) == 2, messages
+        assert "'fm.sgd_epoch' failed to compile (TypingError" in messages[0]
+        assert "'fm.cd_factor_partial' failed to compile (TypingError" in messages[1]
+        assert all("plain numpy reference" in m for m in messages)
+    finally:
+        _config._forget_failures()
+    with socialals.config_context(compiled=False):
+        ref_sgd = FactorizationMachine(**sgd).fit_matrix(X, y)
+        ref_als = FactorizationMachine(**als).fit(ratings, social)
+    np.testing.assert_array_equal(got_sgd.V_, ref_sgd.V_)
+    np.testing.assert_array_equal(got_sgd.loss_history_, ref_sgd.loss_history_)
+    np.testing.assert_array_equal(got_als.V_, ref_als.V_)
+    np.testing.assert_array_equal(got_als.predict(ratings), ref_als.predict(ratings))
+    # and the reference is not the compiled result (the switch really changed the path)
+    monkeypatch.undo()
+    compiled_sgd = FactorizationMachine(**sgd).fit_matrix(X, y)
+    assert not np.array_equal(compiled_sgd.V_, ref_sgd.V_)
+
+
+def test_failed_refit_leaves_the_previous_fit_intact(frames):
+    """A refit that fails after its first iteration (on other data, with other blocks)
+    restores every piece of the previous fit, the private scoring blocks included:
+    predictions and recommendations are unchanged."""
+    ratings, social = frames
+    m = FactorizationMachine(factors=3, solver="als", iterations=4, random_state=0).fit(ratings, social)
+    before_pred, before_rec = m.predict(ratings), m.recommend(["u1", "s1"], n=4)
+    other = ratings.assign(user=ratings["user"] + "x").iloc[::2]  # other users, no social block
+    def interrupt(model, iteration, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m.set_params(solver="sgd", callback=interrupt).fit(other)
+    np.testing.assert_array_equal(m.predict(ratings), before_pred)
+    pd.testing.assert_frame_equal(m.recommend(["u1", "s1"], n=4), before_rec)
+    assert "social" in m.feature_blocks_
+    # the design-matrix API too, and a matrix fit then drops the DataFrame state
+    X, y = _mixed_design()
+    mm = FactorizationMachine(factors=2, iterations=3, random_state=0).fit_matrix(X, y)
+    before = mm.predict_matrix(X)
+    with pytest.raises(KeyboardInterrupt):
+        mm.set_params(callback=interrupt).fit_matrix(X[:, :10], y)
+    np.testing.assert_array_equal(mm.predict_matrix(X), before)
+    m.set_params(callback=None).fit_matrix(X, y)
+    assert not hasattr(m, "users_") and not hasattr(m, "feature_blocks_") and m._entity is None

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 
 from socialals.exceptions import DataWarning, NotFittedError
 from socialals.metrics import mae, mean_ranking_metrics, rmse
@@ -28,9 +29,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::socialals.exceptions.DataWarnin
 
 
 # ---------------------------------------------------------------------------
-# stand-in estimator following the socialals model protocol
+# stand-in estimator following the socialals model protocol (a scikit-learn estimator)
 # ---------------------------------------------------------------------------
-class BiasBaseline:
+class BiasBaseline(BaseEstimator):
     """Global mean + shrunk user bias + shrunk item bias.
 
     ``offset`` is added to every prediction (so any non-zero value hurts
@@ -42,16 +43,6 @@ class BiasBaseline:
         self.shrink = shrink
         self.offset = offset
         self.reverse = reverse
-
-    def get_params(self):
-        return {"shrink": self.shrink, "offset": self.offset, "reverse": self.reverse}
-
-    def set_params(self, **params):
-        for name, value in params.items():
-            if name not in self.get_params():
-                raise ValueError(f"unknown parameter {name}")
-            setattr(self, name, value)
-        return self
 
     def fit(self, ratings, social=None):
         self.social_ = social
@@ -298,6 +289,46 @@ def test_kfold_seeds(ratings):
     c = [t for _, t in KFold(4, random_state=9).split(ratings)]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_kfold_seed_gives_the_folds_of_a_generator_permutation(ratings):
+    """An int seed means numpy's Generator: the folds of the published results
+    (KFold(5, shuffle=True, random_state=0)) are consecutive runs of default_rng(0)'s
+    permutation, larger folds first, sorted."""
+    n = len(ratings)
+    perm = np.random.default_rng(0).permutation(n)
+    sizes = [n // 5 + (f < n % 5) for f in range(5)]
+    bounds = np.cumsum([0] + sizes)
+    expected = [np.sort(perm[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    got = [test for _, test in KFold(5, shuffle=True, random_state=0).split(ratings)]
+    assert len(got) == 5 and all(np.array_equal(g, e) for g, e in zip(got, expected))
+    # and scikit-learn sees the same folds through its splitter protocol
+    from sklearn.model_selection import check_cv
+
+    cv = check_cv(KFold(5, shuffle=True, random_state=0))
+    assert cv.get_n_splits(ratings) == 5
+    assert all(np.array_equal(t, e) for (_, t), e in zip(cv.split(ratings, None, groups=None), expected))
+
+
+def test_one_error_style_for_random_state(ratings):
+    """random_state='x' is the same error, with the same message, everywhere."""
+    from socialals import RegularizedALS
+    from socialals.exceptions import InvalidParameterError
+
+    calls = {
+        "KFold": lambda: KFold(3, random_state="x"),
+        "train_test_split": lambda: train_test_split(ratings, random_state="x"),
+        "user_holdout_split": lambda: user_holdout_split(ratings, random_state="x"),
+        "cross_validate": lambda: cross_validate(BiasBaseline(), ratings, cv=3, random_state="x"),
+        "RegularizedALS": lambda: RegularizedALS(random_state="x").fit(ratings),
+    }
+    for owner, call in calls.items():
+        with pytest.raises(InvalidParameterError) as err:
+            call()
+        assert str(err.value) == (
+            f"The 'random_state' parameter of {owner} must be None, an int >= 0 or a numpy.random.Generator; got 'x'."
+        )
+        assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)
 
 
 def test_kfold_validation():
