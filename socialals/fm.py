@@ -1132,6 +1132,12 @@ class FactorizationMachine(BaseRecommender):
         a, PU, b, PI = self._parts
         return PU[u] @ PI.T + (self.w0_ + a[u])[:, None] + b[None, :]
 
+    def _user_vectors(self) -> np.ndarray:
+        return self._parts[1]  # P_U: a user's whole embedding (one-hot, social, side features)
+
+    def _item_vectors(self) -> np.ndarray:
+        return self._parts[3]  # P_I
+
     def _fallback(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         # unknown user or item: leave its features out of the design row
         a, PU, b, PI = self._parts
