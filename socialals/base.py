@@ -117,9 +117,11 @@ class BaseRecommender:
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
-        ratings: pd.DataFrame,
-        social: Optional[pd.DataFrame] = None,
+        ratings,
+        social=None,
         *,
+        user_labels=None,
+        item_labels=None,
         user_col: str = "user",
         item_col: str = "item",
         rating_col: str = "rating",
@@ -130,13 +132,20 @@ class BaseRecommender:
 
         Parameters
         ----------
-        ratings : DataFrame
+        ratings : DataFrame or scipy.sparse matrix
             One row per rating with columns ``user``, ``item``, ``rating``. Labels may be
             ints or strings. Duplicate (user, item) pairs are merged into their mean (with
-            a :class:`~socialals.DataWarning`).
-        social : DataFrame, optional
-            Social links ``user, friend[, weight]`` (directed; weight 1 where absent).
-            Models without a social term ignore it.
+            a :class:`~socialals.DataWarning`). Or a sparse (n_users, n_items) matrix
+            whose stored entries are the ratings (stored zeros are an error; see
+            :mod:`socialals.data`); it gives the same fit as the frame of its entries.
+        social : DataFrame or scipy.sparse matrix, optional
+            Social links ``user, friend[, weight]`` (directed; weight 1 where absent), or a
+            square sparse matrix of link weights between the users labelled
+            ``user_labels`` (the rows of a sparse ``ratings``). Models without a social
+            term ignore it.
+        user_labels, item_labels : array-like, optional
+            Sparse input only: the labels of the matrix rows (users) and columns (items),
+            unique, default ``0..n-1``; results, ``users_`` and ``items_`` use them.
         user_col, item_col, rating_col, friend_col, weight_col : str
             Column names, remembered for :meth:`predict`.
 
@@ -146,7 +155,8 @@ class BaseRecommender:
         """
         self._validate_params()
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
-        data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
+        data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users,
+                             user_labels=user_labels, item_labels=item_labels)
         rng = check_random_state(getattr(self, "random_state", None))
         # Atomic: the fitted state of a previous fit is restored if this one fails or is
         # interrupted (a first fit that fails leaves the model unfitted).

@@ -927,11 +927,13 @@ class FactorizationMachine(BaseRecommender):
     # ------------------------------------------------------------------ DataFrame API
     def fit(
         self,
-        ratings: pd.DataFrame,
-        social: Optional[pd.DataFrame] = None,
+        ratings,
+        social=None,
         *,
         user_features: Optional[pd.DataFrame] = None,
         item_features: Optional[pd.DataFrame] = None,
+        user_labels=None,
+        item_labels=None,
         user_col: str = "user",
         item_col: str = "item",
         rating_col: str = "rating",
@@ -942,9 +944,10 @@ class FactorizationMachine(BaseRecommender):
 
         Parameters
         ----------
-        ratings : DataFrame
+        ratings : DataFrame or scipy.sparse matrix
             ``user, item, rating`` rows (for the classification losses the rating column
-            holds the labels).
+            holds the labels), or a sparse user x item matrix (see
+            :meth:`BaseRecommender.fit`).
         social : DataFrame, optional
             ``user, friend[, weight]`` links. With ``social_features=True`` each user's
             out-links become a normalised block of features; users known only through
@@ -952,6 +955,9 @@ class FactorizationMachine(BaseRecommender):
         user_features, item_features : DataFrame, optional
             Numeric side features indexed by user / item label (one row per label).
             Known users or items without a row get zeros (with a DataWarning).
+        user_labels, item_labels : array-like, optional
+            Labels of the rows and columns of a sparse ``ratings`` (and of a sparse
+            ``social``), as in :meth:`BaseRecommender.fit`.
         user_col, item_col, rating_col, friend_col, weight_col : str
             Column names, remembered for :meth:`predict`.
 
@@ -964,6 +970,8 @@ class FactorizationMachine(BaseRecommender):
             super().fit(
                 ratings,
                 social,
+                user_labels=user_labels,
+                item_labels=item_labels,
                 user_col=user_col,
                 item_col=item_col,
                 rating_col=rating_col,

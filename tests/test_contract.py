@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 import socialals
 from socialals import ALS, DataWarning, NotFittedError, RegularizedALS, SocialALS, clone
@@ -158,6 +159,24 @@ class TestModelContract:
             assert (sim.groupby(col)["score"].apply(lambda s: bool(np.all(np.diff(s) <= 0)))).all()
             with pytest.raises(KeyError, match="not-a-label"):
                 method(["not-a-label"])
+
+    def test_sparse_input_same_fit(self, model, data):
+        ratings, social = data
+        users = pd.Index(sorted(set(ratings["user"]) | set(social["user"]) | set(social["friend"])))
+        items = pd.Index(sorted(set(ratings["item"])))
+        R = sp.csr_matrix(
+            (ratings["rating"], (users.get_indexer(ratings["user"]), items.get_indexer(ratings["item"]))),
+            shape=(len(users), len(items)),
+        )
+        S = sp.csr_matrix(
+            (np.ones(len(social)), (users.get_indexer(social["user"]), users.get_indexer(social["friend"]))),
+            shape=(len(users), len(users)),
+        )
+        a = clone(model).fit(ratings, social)
+        b = clone(model).fit(R, S, user_labels=users, item_labels=items)
+        assert a.users_.equals(b.users_) and a.items_.equals(b.items_)
+        np.testing.assert_array_equal(a.predict(ratings), b.predict(ratings))
+        pd.testing.assert_frame_equal(a.recommend(n=3), b.recommend(n=3))
 
     def test_bad_hyperparameter_named(self, model, data):
         m = clone(model).set_params(factors=0)
