@@ -85,15 +85,15 @@ def old_recommend(model, users=None, n=10, batch_size=1024):
 
 
 def ciao_like(seed=0):
-    """Ciao's shape when the real files are absent: 7,375 users, 105,114 items, 282 k ratings."""
+    """Ciao's shape when the real files are absent: 7,375 users, 105,114 items, ~282 k ratings
+    (long-tailed item popularity, most items rated once or twice)."""
     rng = np.random.default_rng(seed)
     n_users, n_items, nnz = 7375, 105114, 282_000
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.6
     u = rng.integers(0, n_users, nnz)
-    i = np.minimum((rng.pareto(1.2, nnz) * 2000).astype(np.int64), n_items - 1)
-    i = (i + rng.integers(0, 3, nnz)) % n_items
+    i = rng.permutation(n_items)[rng.choice(n_items, nnz, p=pop / pop.sum())]
     r = rng.integers(1, 6, nnz).astype(float)
-    frame = pd.DataFrame({"user": u, "item": i, "rating": r}).drop_duplicates(["user", "item"])
-    return frame
+    return pd.DataFrame({"user": u, "item": i, "rating": r}).drop_duplicates(["user", "item"])
 
 
 def interleave(contenders, repeats):
@@ -211,7 +211,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", default=["ml1m", "ciao"], choices=["ml1m", "ciao"])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"))
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"),
+                    help="folder holding ciao/ (default: ../shared/datasets next to the repository)")
     args = ap.parse_args(argv)
     print(f"socialals recommend benchmark — {os.cpu_count()} cores, numpy {np.__version__}")
     rows = []

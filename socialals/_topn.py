@@ -4,7 +4,7 @@ One routine serves :meth:`~socialals.base.BaseRecommender.recommend` and the
 ``similar_*`` methods: given a block of scores (one row per query, one column per item),
 keep for every row the ``n`` best columns that are
 
-* in the candidate list (all columns when there is none),
+* in the candidate list (all columns when there is none) and not banned for all rows,
 * not in the row's own exclusion list (a CSR row: the user's training items, or the
   query item itself), and
 * finite (a NaN or infinite score is never recommended),
@@ -39,7 +39,7 @@ from ._config import compiled_or_reference, njit, numba_available
 __all__ = ["select_topn", "select_topn_reference"]
 
 
-def select_topn(scores, n, rows, excl_indptr, excl_indices, candidates=None):
+def select_topn(scores, n, rows, excl_indptr, excl_indices, candidates=None, banned=None):
     """The ``n`` best allowed columns of every row of ``scores``.
 
     Parameters
@@ -54,6 +54,9 @@ def select_topn(scores, n, rows, excl_indptr, excl_indices, candidates=None):
         excludes nothing). Column order within a row does not matter.
     candidates : int ndarray or None
         Sorted, unique columns that may be returned; ``None`` allows every column.
+    banned : int ndarray or None
+        Columns no row may return (the same for every row; cheaper than a candidate list
+        of all other columns).
 
     Returns
     -------
@@ -76,6 +79,12 @@ def select_topn(scores, n, rows, excl_indptr, excl_indices, candidates=None):
     n_cols = scores.shape[1]
     if use_cand and len(cand) and (cand[0] < 0 or cand[-1] >= n_cols or np.any(np.diff(cand) <= 0)):
         raise ValueError("select_topn: 'candidates' must be sorted, unique columns of 'scores'.")
+    banned = np.zeros(0, dtype=np.int64) if banned is None else _int_array(banned)
+    if len(banned) and (banned.min() < 0 or banned.max() >= n_cols):
+        raise ValueError("select_topn: 'banned' must hold columns of 'scores'.")
+    if len(banned) and use_cand:  # fold them into the candidate list
+        cand = np.setdiff1d(cand, banned)
+        banned = np.zeros(0, dtype=np.int64)
     if len(rows) and (rows.min() < 0 or rows.max() > len(excl_indptr) - 2):
         raise ValueError("select_topn: 'rows' must index rows of the exclusion CSR.")
     n_eff = int(min(int(n), len(cand) if use_cand else n_cols))
@@ -87,11 +96,12 @@ def select_topn(scores, n, rows, excl_indptr, excl_indices, candidates=None):
         return index, value, count
 
     def compiled():
-        _select_rows(scores, n_eff, rows, excl_indptr, excl_indices, cand, use_cand, index, value, count)
+        _select_rows(scores, n_eff, rows, excl_indptr, excl_indices, cand, use_cand, banned, index, value, count)
         return index, value, count
 
     def reference():
-        return select_topn_reference(scores, n_eff, rows, excl_indptr, excl_indices, cand if use_cand else None)
+        return select_topn_reference(scores, n_eff, rows, excl_indptr, excl_indices, cand if use_cand else None,
+                                     banned)
 
     return compiled_or_reference("topn", compiled, reference)
 
@@ -101,13 +111,15 @@ def _int_array(a):
     return a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
 
 
-def _allowed_mask(scores, rows, excl_indptr, excl_indices, candidates):
+def _allowed_mask(scores, rows, excl_indptr, excl_indices, candidates, banned):
     m, n_cols = scores.shape
     allowed = np.isfinite(scores)
     if candidates is not None:
         keep = np.zeros(n_cols, dtype=bool)
         keep[candidates] = True
         allowed &= keep
+    if banned is not None and len(banned):
+        allowed[:, banned] = False
     lo = np.clip(excl_indptr[rows], 0, len(excl_indices))
     hi = np.clip(excl_indptr[rows + 1], 0, len(excl_indices))
     lengths = np.maximum(hi - lo, 0)
@@ -120,10 +132,12 @@ def _allowed_mask(scores, rows, excl_indptr, excl_indices, candidates):
     return allowed
 
 
-def select_topn_reference(scores, n, rows, excl_indptr, excl_indices, candidates=None):
+def select_topn_reference(scores, n, rows, excl_indptr, excl_indices, candidates=None, banned=None):
     """:func:`select_topn` in plain numpy (the oracle of the compiled kernel)."""
     scores = np.asarray(scores)
     m, n_cols = scores.shape
+    if candidates is not None and banned is not None and len(banned):
+        candidates, banned = np.setdiff1d(candidates, banned), None
     n_eff = int(min(int(n), n_cols if candidates is None else len(candidates)))
     index = np.full((m, n_eff), -1, dtype=np.int64)
     value = np.zeros((m, n_eff), dtype=scores.dtype)
@@ -131,7 +145,7 @@ def select_topn_reference(scores, n, rows, excl_indptr, excl_indices, candidates
     if m == 0 or n_eff == 0:
         return index, value, count
     allowed = _allowed_mask(scores, np.asarray(rows, dtype=np.int64), np.asarray(excl_indptr),
-                            np.asarray(excl_indices), candidates)
+                            np.asarray(excl_indices), candidates, banned)
     work = np.where(allowed, scores, -np.inf)
     # the n_eff-th largest value of every row, then: everything above it, and the
     # lowest-index columns equal to it until the row has n_eff places
@@ -198,10 +212,12 @@ if numba_available:
         return size
 
     @njit(nogil=True)
-    def _select_rows(scores, n, rows, excl_indptr, excl_indices, cand, use_cand, index, value, count):
+    def _select_rows(scores, n, rows, excl_indptr, excl_indices, cand, use_cand, banned, index, value, count):
         m, n_cols = scores.shape
         n_excl = excl_indices.shape[0]
-        blocked = np.zeros(n_cols, dtype=np.bool_)
+        blocked = np.zeros(n_cols, dtype=np.int32)  # how many reasons exclude a column
+        for q in range(banned.shape[0]):
+            blocked[banned[q]] += 1
         hv = np.empty(n, dtype=scores.dtype)
         hi = np.empty(n, dtype=np.int64)
         for r in range(m):
@@ -211,14 +227,14 @@ if numba_available:
             for p in range(lo, hi_):
                 c = excl_indices[p]
                 if 0 <= c < n_cols:
-                    blocked[c] = True
+                    blocked[c] += 1
             s = scores[r]
             size = 0
             if use_cand:
                 for q in range(cand.shape[0]):
                     j = cand[q]
                     v = s[j]
-                    if blocked[j] or not np.isfinite(v):
+                    if blocked[j] > 0 or not np.isfinite(v):
                         continue
                     if size == n and not v > hv[0]:
                         continue
@@ -228,7 +244,7 @@ if numba_available:
                     v = s[j]
                     if size == n and not v > hv[0]:  # the common case: one comparison
                         continue
-                    if blocked[j] or not np.isfinite(v):
+                    if blocked[j] > 0 or not np.isfinite(v):
                         continue
                     size = _offer(hv, hi, size, n, v, j)
             count[r] = size
@@ -241,7 +257,7 @@ if numba_available:
             for p in range(lo, hi_):
                 c = excl_indices[p]
                 if 0 <= c < n_cols:
-                    blocked[c] = False
+                    blocked[c] -= 1
 
 else:  # pragma: no cover - numba missing: compiled_or_reference never calls it
 

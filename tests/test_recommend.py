@@ -14,13 +14,13 @@ from conftest import planted_ratings, random_social
 
 
 # ---------------------------------------------------------------------------- the kernel
-def _brute_topn(scores, n, rows, indptr, indices, cand):
+def _brute_topn(scores, n, rows, indptr, indices, cand, ban):
     """One row at a time in plain Python: sort the allowed columns by (-score, column)."""
     m, n_cols = scores.shape
     out = []
     for r in range(m):
         lo, hi = indptr[rows[r]], indptr[rows[r] + 1]
-        banned = {int(c) for c in indices[lo:hi]}
+        banned = {int(c) for c in indices[lo:hi]} | {int(c) for c in ([] if ban is None else ban)}
         allowed = [j for j in (range(n_cols) if cand is None else cand)
                    if j not in banned and np.isfinite(scores[r, j])]
         allowed.sort(key=lambda j: (-float(scores[r, j]), j))
@@ -46,7 +46,8 @@ def _random_case(rng, trial):
     rows = rng.integers(0, n_rows, m)
     cand = None if trial % 2 == 0 else np.unique(rng.integers(0, n_cols, rng.integers(0, n_cols + 1)))
     n = int(rng.integers(1, n_cols + 3))
-    return S, n, rows, indptr, indices, cand
+    ban = None if trial % 7 < 3 else rng.integers(0, n_cols, rng.integers(0, n_cols + 1))  # repeats allowed
+    return S, n, rows, indptr, indices, cand, ban
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "reference"])
@@ -54,9 +55,9 @@ def test_topn_against_brute_force(compiled):
     rng = np.random.default_rng(0)
     with socialals.config_context(compiled=compiled):
         for trial in range(150):
-            S, n, rows, indptr, indices, cand = _random_case(rng, trial)
-            index, value, count = select_topn(S, n, rows, indptr, indices, cand)
-            expected = _brute_topn(S, n, rows, indptr, indices, cand)
+            S, n, rows, indptr, indices, cand, ban = _random_case(rng, trial)
+            index, value, count = select_topn(S, n, rows, indptr, indices, cand, ban)
+            expected = _brute_topn(S, n, rows, indptr, indices, cand, ban)
             assert value.dtype == S.dtype
             for r, exp in enumerate(expected):
                 assert count[r] == len(exp)
@@ -68,9 +69,9 @@ def test_topn_against_brute_force(compiled):
 def test_topn_kernel_equals_reference():
     rng = np.random.default_rng(1)
     for trial in range(200):
-        S, n, rows, indptr, indices, cand = _random_case(rng, trial)
-        a = select_topn(S, n, rows, indptr, indices, cand)
-        b = select_topn_reference(S, n, rows, indptr, indices, cand)
+        S, n, rows, indptr, indices, cand, ban = _random_case(rng, trial)
+        a = select_topn(S, n, rows, indptr, indices, cand, ban)
+        b = select_topn_reference(S, n, rows, indptr, indices, cand, ban)
         for x, y in zip(a, b):
             assert x.dtype == y.dtype
             np.testing.assert_array_equal(x, y)
@@ -270,3 +271,22 @@ def test_similar_unknown_label_and_zero_vector():
     assert (sims["score"] == 0).all() and sims["similar_item"].tolist() == [j for j in range(20) if j != 4]
     others = model.similar_items([0], n=19)
     assert others.loc[others["similar_item"] == 4, "score"].item() == 0.0
+
+
+# ---------------------------------------------------------------------------- README
+def test_readme_serving_snippet(tmp_path, monkeypatch):
+    """The README's Serving section runs as written and says what it claims."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Serving", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    env = {}
+    exec(compile(blocks[0], "README.md#serving", "exec"), env)
+    model, same = env["model"], env["same"]
+    np.testing.assert_array_equal(model.user_factors_, same.user_factors_)
+    sliced = model.recommend([0, 42], n=5, items=range(100))
+    assert set(sliced["item"]) <= set(range(100)) and len(sliced) == 10
