@@ -7,7 +7,12 @@ Subclasses implement
 * ``_score_users(u)`` — a dense (len(u), n_items) score block;
 * ``_fallback(u, i)`` — predictions where the user or the item is unknown (index -1).
 
-and declare ``_include_social_users`` (does the social frame add users?).
+and declare ``_include_social_users`` (does the social frame add users?). The vectors
+``similar_items``/``similar_users`` compare come from ``_item_vectors()``/``_user_vectors()``
+(``item_factors_``/``user_factors_`` unless a subclass says otherwise).
+
+``recommend`` and ``similar_*`` score blocks of queries (``_score_users`` or a product of
+unit vectors) in the model's dtype and keep each row's top n with :mod:`socialals._topn`.
 """
 
 from __future__ import annotations
@@ -380,10 +385,15 @@ class BaseRecommender:
 
     # the latent vectors the similar_* methods compare (the factorization machine overrides)
     def _user_vectors(self) -> np.ndarray:
-        return self.user_factors_
+        return self._factors("user_factors_", "similar_users")
 
     def _item_vectors(self) -> np.ndarray:
-        return self.item_factors_
+        return self._factors("item_factors_", "similar_items")
+
+    def _factors(self, name: str, method: str) -> np.ndarray:
+        if not hasattr(self, name):
+            raise NotImplementedError(f"{type(self).__name__} has no latent factors; {method} needs a factor model.")
+        return getattr(self, name)
 
     def _similar(self, vectors, vocab: pd.Index, queries, n, col: str, batch_size, method: str) -> pd.DataFrame:
         n = self._check_count(n, "n", method)
@@ -475,7 +485,7 @@ class BaseRecommender:
         n_workers = min(effective_n_jobs(getattr(self, "n_jobs", None)), len(starts)) if len(starts) > 1 else 1
         with _blas_controller().limit(limits=1, user_api="blas"):  # one BLAS thread per worker, any n_jobs
             if n_workers > 1:
-                parts = Parallel(n_jobs=n_workers, prefer="threads")(delayed(run)(s) for s in starts)
+                parts = Parallel(n_jobs=n_workers, backend="threading")(delayed(run)(s) for s in starts)
             else:
                 parts = [run(s) for s in starts]
         if not parts:
