@@ -290,3 +290,16 @@ def test_readme_serving_snippet(tmp_path, monkeypatch):
     np.testing.assert_array_equal(model.user_factors_, same.user_factors_)
     sliced = model.recommend([0, 42], n=5, items=range(100))
     assert set(sliced["item"]) <= set(range(100)) and len(sliced) == 10
+
+
+def test_popularity_baseline_filters_and_no_similar():
+    from socialals import Popularity
+
+    ratings = pd.DataFrame({"user": [1, 1, 2, 3, 3, 4], "item": ["a", "b", "a", "c", "a", "b"],
+                            "rating": [4.0, 2.0, 5.0, 3.0, 1.0, 2.0]})
+    m = Popularity().fit(ratings)
+    assert m.recommend(2, n=3)["item"].tolist() == ["b", "c"]  # counts 2, 1; "a" seen
+    assert m.recommend(2, n=3, exclude=["b"])["item"].tolist() == ["c"]
+    assert m.recommend(2, n=3, items=["c", "a"], exclude_seen=False)["item"].tolist() == ["a", "c"]
+    with pytest.raises(NotImplementedError, match="Popularity has no latent factors; similar_items"):
+        m.similar_items("a")
