@@ -7,7 +7,12 @@ Subclasses implement
 * ``_score_users(u)`` — a dense (len(u), n_items) score block;
 * ``_fallback(u, i)`` — predictions where the user or the item is unknown (index -1).
 
-and declare ``_include_social_users`` (does the social frame add users?).
+and declare ``_include_social_users`` (does the social frame add users?). The vectors
+``similar_items``/``similar_users`` compare come from ``_item_vectors()``/``_user_vectors()``
+(``item_factors_``/``user_factors_`` unless a subclass says otherwise).
+
+``recommend`` and ``similar_*`` score blocks of queries (``_score_users`` or a product of
+unit vectors) in the model's dtype and keep each row's top n with :mod:`socialals._topn`.
 """
 
 from __future__ import annotations
@@ -131,9 +136,11 @@ class BaseRecommender(BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
-        ratings: pd.DataFrame,
-        social: Optional[pd.DataFrame] = None,
+        ratings,
+        social=None,
         *,
+        user_labels=None,
+        item_labels=None,
         user_col: str = "user",
         item_col: str = "item",
         rating_col: str = "rating",
@@ -144,13 +151,20 @@ class BaseRecommender(BaseEstimator):
 
         Parameters
         ----------
-        ratings : DataFrame
+        ratings : DataFrame or scipy.sparse matrix
             One row per rating with columns ``user``, ``item``, ``rating``. Labels may be
             ints or strings. Duplicate (user, item) pairs are merged into their mean (with
-            a :class:`~socialals.DataWarning`).
-        social : DataFrame, optional
-            Social links ``user, friend[, weight]`` (directed; weight 1 where absent).
-            Models without a social term ignore it.
+            a :class:`~socialals.DataWarning`). Or a sparse (n_users, n_items) matrix
+            whose stored entries are the ratings (stored zeros are an error; see
+            :mod:`socialals.data`); it gives the same fit as the frame of its entries.
+        social : DataFrame or scipy.sparse matrix, optional
+            Social links ``user, friend[, weight]`` (directed; weight 1 where absent), or a
+            square sparse matrix of link weights between the users labelled
+            ``user_labels`` (the rows of a sparse ``ratings``). Models without a social
+            term ignore it.
+        user_labels, item_labels : array-like, optional
+            Sparse input only: the labels of the matrix rows (users) and columns (items),
+            unique, default ``0..n-1``; results, ``users_`` and ``items_`` use them.
         user_col, item_col, rating_col, friend_col, weight_col : str
             Column names, remembered for :meth:`predict`.
 
@@ -159,13 +173,15 @@ class BaseRecommender(BaseEstimator):
         self
         """
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
-        return self._fit_frames(ratings, social, cols)
+        return self._fit_frames(ratings, social, cols, user_labels=user_labels, item_labels=item_labels)
 
-    def _fit_frames(self, ratings, social, cols: Columns, **fit_data) -> "BaseRecommender":
+    def _fit_frames(self, ratings, social, cols: Columns, *, user_labels=None, item_labels=None,
+                    **fit_data) -> "BaseRecommender":
         """Validate, index the frames and learn; ``fit_data`` (e.g. side features) goes to
         ``_fit`` as keyword arguments."""
         self._check_params()
-        data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users)
+        data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users,
+                             user_labels=user_labels, item_labels=item_labels)
         rng = check_random_state(getattr(self, "random_state", None), type(self).__name__)
         with self._atomic_fit():
             self.columns_ = cols
@@ -321,8 +337,16 @@ class BaseRecommender(BaseEstimator):
             raise ValueError("score: 'ratings' is empty.")
         return -float(np.sqrt(np.mean((pred - truth) ** 2)))
 
+    # ------------------------------------------------------------------ serving
     def recommend(
-        self, users=None, n: int = 10, exclude_seen: bool = True, *, batch_size: int = 1024
+        self,
+        users=None,
+        n: int = 10,
+        exclude_seen: bool = True,
+        *,
+        items=None,
+        exclude=None,
+        batch_size: Optional[int] = None,
     ) -> pd.DataFrame:
         """Top-``n`` items per user.
 
@@ -332,63 +356,236 @@ class BaseRecommender(BaseEstimator):
             ``None`` recommends to every user the model knows. An unknown label raises
             ``KeyError`` naming it.
         n : int
-            Items per user (fewer if fewer unseen items remain).
+            Items per user (fewer if fewer allowed items remain).
         exclude_seen : bool
             Leave out the items each user rated in training.
-        batch_size : int
-            Users scored at once (memory ~ batch_size x n_items floats).
+        items : label or list of labels, optional
+            Candidate filter: recommend only from these items (e.g. a catalogue slice).
+        exclude : label or list of labels, optional
+            Never recommend these items (e.g. out of stock). Applies to every user,
+            together with ``items`` and ``exclude_seen``.
+        batch_size : int, optional
+            Users scored at once (memory ~ batch_size x n_items scores per thread). By
+            default blocks of about two million scores.
 
         Returns
         -------
-        DataFrame with columns ``user, item, rank, score``, best first per user, in the
-        order of ``users``.
+        DataFrame with columns ``user, item, rank, score`` (the column names given to
+        ``fit``), best first per user, in the order of ``users``. Ties are broken by the
+        item's position in ``items_``; items whose score is not finite are never
+        recommended. ``score`` is the model's score, computed in the model's dtype and
+        returned as float64.
+
+        Notes
+        -----
+        Labels in ``items`` or ``exclude`` that are not items of the model are ignored
+        with one :class:`~socialals.DataWarning` that counts them (a catalogue slice
+        often names items nobody rated in training). Users are scored in blocks on the
+        model's ``n_jobs`` threads (BLAS pinned to one thread each); the result does not
+        depend on ``n_jobs`` or ``batch_size``. The per-row selection is a compiled kernel
+        that skips excluded items without a full sort (see :mod:`socialals._topn`).
         """
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)) or n < 1:
-            raise ValueError(f"The 'n' parameter of recommend must be an int >= 1; got {n!r}.")
-        if users is None:
-            uidx = np.arange(len(self.users_))
+        n = self._check_count(n, "n", "recommend")
+        if not isinstance(exclude_seen, (bool, np.bool_)):
+            raise ValueError(f"The 'exclude_seen' parameter of recommend must be a bool; got {exclude_seen!r}.")
+        batch_size = self._check_batch_size(batch_size, "recommend")
+        uidx = self._known_indices(users, self.users_, "user", all_if_none=True)
+        cand, banned = self._candidate_items(items, exclude)
+        if exclude_seen:
+            seen = self._seen
+            excl = (seen.indptr, seen.indices, uidx)
         else:
-            if np.ndim(users) == 0 or isinstance(users, (str, tuple)):
-                users = [users]
-            labels = pd.Index(list(users)) if not isinstance(users, pd.Index) else users
-            uidx = self.users_.get_indexer(labels)
-            if (uidx < 0).any():
-                missing = list(labels[uidx < 0][:5])
-                raise KeyError(f"Unknown user(s) {missing} ({int((uidx < 0).sum())} in all); the model was not fitted on them.")
-        n_items = len(self.items_)
-        n_eff = min(int(n), n_items)
-        seen = self._seen
-        all_u, all_i, all_s, all_r = [], [], [], []
-        for s in range(0, len(uidx), batch_size):
-            ub = uidx[s : s + batch_size]
-            scores = np.asarray(self._score_users(ub), dtype=np.float64)
-            if exclude_seen:
-                block = seen[ub]
-                rows = np.repeat(np.arange(len(ub)), np.diff(block.indptr))
-                scores[rows, block.indices] = -np.inf
-            if n_eff < n_items:
-                top = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
-            else:
-                top = np.broadcast_to(np.arange(n_items), (len(ub), n_items)).copy()
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -top_scores), axis=-1)  # best first, ties by item index
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
-            valid = np.isfinite(top_scores)
-            rank = np.broadcast_to(np.arange(1, n_eff + 1), top.shape)
-            all_u.append(np.repeat(ub, valid.sum(axis=1)))
-            all_i.append(top[valid])
-            all_s.append(top_scores[valid])
-            all_r.append(rank[valid])
+            excl = None
+        index, value, count = self._top_n(
+            lambda q: self._score_users(q), uidx, n, excl, cand, len(self.items_), batch_size, banned
+        )
         c = self.columns_
-        u_cat = np.concatenate(all_u) if all_u else np.zeros(0, dtype=np.int64)
-        i_cat = np.concatenate(all_i) if all_i else np.zeros(0, dtype=np.int64)
+        return self._long_frame(c.user, self.users_, uidx, c.item, self.items_, index, value, count)
+
+    def similar_items(self, items=None, n: int = 10, *, batch_size: Optional[int] = None) -> pd.DataFrame:
+        """The ``n`` items most similar to each of ``items``, by cosine of the item factors.
+
+        Cosine similarity ``⟨v_i, v_j⟩ / (‖v_i‖ ‖v_j‖)`` of the latent vectors, the usual
+        "more like this" of factor models: it compares what the items' ratings have in
+        common, not how popular they are, so biases do not enter (an item bias shifts
+        every user's score by the same amount and says nothing about resemblance). For
+        the factorization machine the vector of an item is its whole embedding (its
+        one-hot factor plus its side features' factors), the ``P_I`` of its scores. An
+        item whose vector is zero (e.g. one the FM never saw) has similarity 0 to all.
+
+        Parameters
+        ----------
+        items : label, list of labels, or None
+            Query items; ``None`` means every item. An unknown label raises ``KeyError``
+            naming it.
+        n : int
+            Similar items per query (the query itself is left out).
+        batch_size : int, optional
+            Queries scored at once (as in :meth:`recommend`).
+
+        Returns
+        -------
+        DataFrame with columns ``item, similar_item, rank, score`` (``item`` being the item
+        column name given to ``fit``), best first, ties by position in ``items_``.
+        """
+        self._check_fitted()
+        c = self.columns_
+        return self._similar(self._item_vectors(), self.items_, items, n, c.item, batch_size, "similar_items")
+
+    def similar_users(self, users=None, n: int = 10, *, batch_size: Optional[int] = None) -> pd.DataFrame:
+        """The ``n`` users most similar to each of ``users``, by cosine of the user factors.
+
+        The same rule as :meth:`similar_items` (biases left out; for the factorization
+        machine a user's whole embedding, social and side features included).
+
+        Returns
+        -------
+        DataFrame with columns ``user, similar_user, rank, score``.
+        """
+        self._check_fitted()
+        c = self.columns_
+        return self._similar(self._user_vectors(), self.users_, users, n, c.user, batch_size, "similar_users")
+
+    # the latent vectors the similar_* methods compare (the factorization machine overrides)
+    def _user_vectors(self) -> np.ndarray:
+        return self._factors("user_factors_", "similar_users")
+
+    def _item_vectors(self) -> np.ndarray:
+        return self._factors("item_factors_", "similar_items")
+
+    def _factors(self, name: str, method: str) -> np.ndarray:
+        if not hasattr(self, name):
+            raise NotImplementedError(f"{type(self).__name__} has no latent factors; {method} needs a factor model.")
+        return getattr(self, name)
+
+    def _similar(self, vectors, vocab: pd.Index, queries, n, col: str, batch_size, method: str) -> pd.DataFrame:
+        n = self._check_count(n, "n", method)
+        batch_size = self._check_batch_size(batch_size, method)
+        q = self._known_indices(queries, vocab, col, all_if_none=True)
+        V = np.asarray(vectors)
+        norms = np.sqrt(np.einsum("ij,ij->i", V, V, dtype=np.float64))
+        unit = (V / np.where(norms > 0, norms, 1.0)[:, None]).astype(V.dtype)
+        self_excl = (np.arange(len(vocab) + 1), np.arange(len(vocab)), q)
+        index, value, count = self._top_n(lambda b: unit[b] @ unit.T, q, n, self_excl, None, len(vocab), batch_size)
+        return self._long_frame(col, vocab, q, f"similar_{col}", vocab, index, value, count)
+
+    # ------------------------------------------------------------------ serving helpers
+    @staticmethod
+    def _check_count(value, name: str, method: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
+            raise ValueError(f"The {name!r} parameter of {method} must be an int >= 1; got {value!r}.")
+        return int(value)
+
+    @classmethod
+    def _check_batch_size(cls, value, method: str) -> Optional[int]:
+        return None if value is None else cls._check_count(value, "batch_size", method)
+
+    @staticmethod
+    def _as_label_list(labels) -> pd.Index:
+        if isinstance(labels, pd.Index):
+            return labels
+        if isinstance(labels, (set, frozenset)):
+            labels = list(labels)
+        elif np.ndim(labels) == 0 or isinstance(labels, (str, tuple)):
+            labels = [labels]
+        return pd.Index(list(labels))
+
+    def _known_indices(self, labels, vocab: pd.Index, what: str, all_if_none: bool) -> np.ndarray:
+        """Indices of ``labels`` in ``vocab``; an unknown label raises ``KeyError`` naming it."""
+        if labels is None and all_if_none:
+            return np.arange(len(vocab), dtype=np.int64)
+        labels = self._as_label_list(labels)
+        idx = vocab.get_indexer(labels)
+        if (idx < 0).any():
+            missing = list(labels[idx < 0][:5])
+            raise KeyError(
+                f"Unknown {what}(s) {missing} ({int((idx < 0).sum())} in all); the model was not fitted on them."
+            )
+        return idx.astype(np.int64)
+
+    def _filter_indices(self, labels, param: str) -> np.ndarray:
+        """Indices of the known items among ``labels``; unknown ones are counted in a DataWarning."""
+        labels = self._as_label_list(labels)
+        idx = self.items_.get_indexer(labels)
+        unknown = idx < 0
+        if unknown.any():
+            warnings.warn(
+                f"recommend: {int(unknown.sum())} of {len(labels)} label(s) in {param!r} are not items of the "
+                f"model (e.g. {list(labels[unknown][:3])}); they are ignored.",
+                DataWarning,
+                stacklevel=4,
+            )
+        return idx[~unknown]
+
+    def _candidate_items(self, items, exclude):
+        """(sorted candidate item indices or None for the whole catalogue, banned indices or None)."""
+        banned = None if exclude is None else np.unique(self._filter_indices(exclude, "exclude"))
+        if items is None:
+            return None, banned
+        keep = np.zeros(len(self.items_), dtype=bool)
+        keep[self._filter_indices(items, "items")] = True
+        if banned is not None:
+            keep[banned] = False
+        return np.flatnonzero(keep), None
+
+    def _top_n(self, score_block, queries, n, excl, cand, n_cols, batch_size, banned=None):
+        """Score ``queries`` in blocks on the model's threads and keep each row's top n."""
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        from ._topn import select_topn
+
+        if excl is None:
+            excl = (np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(len(queries), dtype=np.int64))
+        indptr, indices, rows = excl
+        if batch_size is None:
+            batch_size = int(min(4096, max(8, _BLOCK_SCORES // max(n_cols, 1))))
+        starts = range(0, len(queries), batch_size)
+
+        def run(s):
+            block = score_block(queries[s : s + batch_size])
+            return select_topn(block, n, rows[s : s + batch_size], indptr, indices, cand, banned)
+
+        n_workers = min(effective_n_jobs(getattr(self, "n_jobs", None)), len(starts)) if len(starts) > 1 else 1
+        with _blas_controller().limit(limits=1, user_api="blas"):  # one BLAS thread per worker, any n_jobs
+            if n_workers > 1:
+                parts = Parallel(n_jobs=n_workers, backend="threading")(delayed(run)(s) for s in starts)
+            else:
+                parts = [run(s) for s in starts]
+        if not parts:
+            n_eff = min(n, n_cols if cand is None else len(cand))
+            return np.zeros((0, n_eff), dtype=np.int64), np.zeros((0, n_eff)), np.zeros(0, dtype=np.int64)
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    @staticmethod
+    def _long_frame(qcol, qvocab, queries, rcol, rvocab, index, value, count) -> pd.DataFrame:
+        valid = np.arange(index.shape[1])[None, :] < count[:, None]
         return pd.DataFrame(
             {
-                c.user: self.users_[u_cat],
-                c.item: self.items_[i_cat],
-                "rank": np.concatenate(all_r).astype(np.int64) if all_r else np.zeros(0, dtype=np.int64),
-                "score": np.concatenate(all_s) if all_s else np.zeros(0),
+                qcol: qvocab.take(np.repeat(queries, count)),
+                rcol: rvocab.take(index[valid]),
+                "rank": np.broadcast_to(np.arange(1, index.shape[1] + 1, dtype=np.int64), index.shape)[valid],
+                "score": value[valid].astype(np.float64),
             }
         )
+
+
+_CONTROLLER = None
+
+
+def _blas_controller():
+    """One threadpoolctl controller for the process: building one scans the loaded
+    libraries (~10 ms), limiting through it costs ~0.2 ms."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
+# Scores per block in recommend/similar_* (8-16 MB per thread): large enough for an efficient
+# matrix product, small enough that n_jobs blocks in flight stay cheap. By CPU time per user
+# on Ciao (105 k items, k = 10), blocks of 2^21 scores (20 users) took about 30 % less CPU
+# time to score than blocks of 2^23; the selection ran at about 1 ns per score either way.
+_BLOCK_SCORES = 1 << 21

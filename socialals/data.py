@@ -15,6 +15,15 @@ Policies (documented once, here):
 * **Users who appear only in the social graph** are added after the rated users when the
   model asks for them (``include_social_users=True``, as :class:`~socialals.SocialALS`
   does); other models ignore the social frame.
+* **Sparse input** (:func:`ratings_from_sparse`, :func:`social_from_sparse`): a
+  ``scipy.sparse`` matrix is read as the long table of its stored entries and then takes
+  exactly the DataFrame route, so both give identical data. Its stored entries are the
+  data: a user or item whose row or column stores nothing does not exist (as with a
+  frame), duplicate COO entries are summed (scipy's meaning of the matrix), and a
+  **stored zero is an error** — a sparse matrix cannot tell a rating of 0 from an entry
+  left behind by arithmetic; drop them with ``eliminate_zeros()`` or pass a DataFrame
+  where 0 is a real rating. Rows and columns are labelled by ``user_labels`` and
+  ``item_labels`` (default ``0..n-1``).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import scipy.sparse as sp
 
 from .exceptions import DataWarning
 
-__all__ = ["Columns", "Dataset", "build_dataset", "factorize_labels"]
+__all__ = ["Columns", "Dataset", "build_dataset", "factorize_labels", "ratings_from_sparse", "social_from_sparse"]
 
 
 @dataclass(frozen=True)
@@ -186,31 +195,54 @@ def factorize_labels(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
 
 
 def build_dataset(
-    ratings: pd.DataFrame,
-    social: Optional[pd.DataFrame] = None,
+    ratings,
+    social=None,
     *,
     columns: Columns = Columns(),
     include_social_users: bool = False,
+    user_labels=None,
+    item_labels=None,
 ) -> Dataset:
     """Validate ``ratings`` (and ``social``) and index them.
 
     Parameters
     ----------
-    ratings : DataFrame
-        Columns ``columns.user``, ``columns.item``, ``columns.rating``.
-    social : DataFrame, optional
+    ratings : DataFrame or scipy.sparse matrix
+        Columns ``columns.user``, ``columns.item``, ``columns.rating``; or a sparse
+        (n_users, n_items) matrix of ratings (see :func:`ratings_from_sparse`).
+    social : DataFrame or scipy.sparse matrix, optional
         Columns ``columns.user``, ``columns.friend`` and optionally ``columns.weight``
-        (1 where absent). Ignored unless ``include_social_users`` is true.
+        (1 where absent); or a square sparse matrix of link weights between the users
+        labelled ``user_labels`` (see :func:`social_from_sparse`). Ignored unless
+        ``include_social_users`` is true.
     columns : Columns
         Column names.
     include_social_users : bool
         Keep the social graph and add its users who have no rating.
+    user_labels, item_labels : array-like, optional
+        Labels of the rows (users) and columns (items) of a sparse ``ratings``;
+        ``user_labels`` also labels the rows and columns of a sparse ``social``.
+        Default ``0..n-1``. Only for sparse input.
 
     Returns
     -------
     Dataset
     """
     c = columns
+    ratings_sparse, social_sparse = sp.issparse(ratings), sp.issparse(social)
+    if item_labels is not None and not ratings_sparse:
+        raise ValueError("'item_labels' labels the columns of a sparse ratings matrix; 'ratings' is not sparse.")
+    if user_labels is not None and not (ratings_sparse or social_sparse):
+        raise ValueError("'user_labels' labels the rows of a sparse ratings or social matrix; neither is sparse.")
+    if ratings_sparse:
+        if social_sparse and social.shape != (ratings.shape[0], ratings.shape[0]):
+            raise ValueError(
+                f"A sparse 'social' matrix must be (n_users, n_users) = {(ratings.shape[0],) * 2}, the rows of the "
+                f"sparse ratings; got shape {social.shape}."
+            )
+        ratings = ratings_from_sparse(ratings, user_labels, item_labels, columns=c)
+    if social_sparse and include_social_users:
+        social = social_from_sparse(social, user_labels, columns=c)
     _require_frame(ratings, "ratings", [c.user, c.item, c.rating])
     users_raw = _check_labels(ratings, c.user, "ratings")
     items_raw = _check_labels(ratings, c.item, "ratings")
@@ -321,3 +353,82 @@ def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
             stacklevel=4,
         )
     return src[keep], dst[keep], w[keep], users
+
+
+# ---------------------------------------------------------------------------- sparse input
+def _sparse_entries(matrix, name: str) -> sp.coo_matrix:
+    """The stored entries of ``matrix`` (a copy; duplicates summed), checked."""
+    if getattr(matrix, "ndim", 2) != 2:
+        raise ValueError(f"'{name}' must be a 2-D sparse matrix; got {matrix.ndim} dimension(s).")
+    dt = matrix.dtype
+    if dt == np.bool_ or not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
+        raise ValueError(f"'{name}' must hold integer or float values; got dtype {dt}.")
+    m = sp.csr_matrix(matrix, dtype=np.float64, copy=True)  # never touch the caller's matrix
+    m.sum_duplicates()
+    zeros = m.data == 0
+    if zeros.any():
+        coo = m.tocoo()
+        where = ", ".join(f"({r}, {c})" for r, c in zip(coo.row[zeros][:3], coo.col[zeros][:3]))
+        raise ValueError(
+            f"'{name}' stores {int(zeros.sum())} explicit zero(s) (row, column: {where}). A sparse matrix cannot "
+            "tell a value of 0 from an entry left behind by arithmetic, so stored zeros are not accepted: drop them "
+            "with .eliminate_zeros(), or pass a DataFrame if 0 is a real value."
+        )
+    return m.tocoo()
+
+
+def _axis_labels(labels, n: int, param: str) -> np.ndarray:
+    if labels is None:
+        return np.arange(n, dtype=np.int64)
+    if isinstance(labels, (str, bytes)) or np.ndim(labels) != 1:
+        raise ValueError(f"'{param}' must be a 1-D array of labels; got {type(labels).__name__}.")
+    index = pd.Index(labels)
+    if len(index) != n:
+        raise ValueError(f"'{param}' has {len(index)} label(s) but the matrix has {n} along that axis.")
+    if index.hasnans:
+        raise ValueError(f"'{param}' has {int(index.isna().sum())} missing label(s).")
+    if not index.is_unique:
+        dup = index[index.duplicated()].unique()[:5].tolist()
+        raise ValueError(f"'{param}' has duplicate label(s) {dup}; every row and column needs its own label.")
+    return index.to_numpy()
+
+
+def ratings_from_sparse(R, user_labels=None, item_labels=None, *, columns: Columns = Columns()) -> pd.DataFrame:
+    """The long rating table of a sparse (n_users, n_items) matrix.
+
+    Parameters
+    ----------
+    R : scipy.sparse matrix or array
+        Rows are users, columns items, stored values ratings. Duplicate COO entries are
+        summed; a stored zero raises ``ValueError`` (see the module notes).
+    user_labels, item_labels : array-like, optional
+        Unique labels of the rows and columns (default ``0..n-1``).
+    columns : Columns
+        Names of the frame's columns.
+
+    Returns
+    -------
+    DataFrame with columns ``user, item, rating``, one row per stored entry.
+    """
+    coo = _sparse_entries(R, "ratings")
+    users = _axis_labels(user_labels, R.shape[0], "user_labels")
+    items = _axis_labels(item_labels, R.shape[1], "item_labels")
+    return pd.DataFrame({columns.user: users[coo.row], columns.item: items[coo.col], columns.rating: coo.data})
+
+
+def social_from_sparse(S, user_labels=None, *, columns: Columns = Columns()) -> pd.DataFrame:
+    """The long link table of a square sparse matrix of link weights.
+
+    Entry ``(a, b)`` is a directed link from user ``user_labels[a]`` to
+    ``user_labels[b]`` with that weight (>= 0, checked downstream). Duplicate COO
+    entries are summed; a stored zero raises ``ValueError``.
+
+    Returns
+    -------
+    DataFrame with columns ``user, friend, weight``.
+    """
+    if getattr(S, "ndim", 2) == 2 and S.shape[0] != S.shape[1]:
+        raise ValueError(f"A sparse 'social' matrix must be square (users x users); got shape {S.shape}.")
+    coo = _sparse_entries(S, "social")
+    users = _axis_labels(user_labels, S.shape[0], "user_labels")
+    return pd.DataFrame({columns.user: users[coo.row], columns.friend: users[coo.col], columns.weight: coo.data})

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 import socialals
 from socialals import ALS, DataWarning, NotFittedError, RegularizedALS, SocialALS, clone
@@ -126,6 +127,57 @@ class TestModelContract:
         with pytest.warns(DataWarning, match="2 of 2 pair"):
             p = m.predict(pairs)
         assert np.isfinite(p).all()
+
+    def test_candidate_filters(self, model, data):
+        ratings = data[0]
+        m = clone(model).fit(*data)
+        pool = list(m.items_[::2])
+        banned = list(m.items_[:6])
+        rec = m.recommend(["u3", "u4"], n=5, items=pool, exclude=banned)
+        assert set(rec["item"]) <= set(pool) - set(banned)
+        assert len(rec.merge(ratings, on=["user", "item"])) == 0  # still excludes seen items
+        # the filtered list is the unfiltered ranking restricted to the allowed items
+        full = m.recommend(["u3", "u4"], n=len(m.items_))
+        allowed = full[full["item"].isin(set(pool) - set(banned))]
+        expected = allowed.groupby("user").head(5)
+        assert rec["item"].tolist() == expected["item"].tolist()
+        with pytest.warns(DataWarning, match="not items of the model"):
+            m.recommend(["u3"], n=5, items=pool + ["no-such-item"])
+        with pytest.raises(ValueError, match="'exclude_seen'"):
+            m.recommend(["u3"], exclude_seen="no")
+        with pytest.raises(ValueError, match="'batch_size'"):
+            m.recommend(["u3"], batch_size=0)
+
+    def test_similar_items_and_users(self, model, data):
+        m = clone(model).fit(*data)
+        for method, vocab, col in ((m.similar_items, m.items_, "item"), (m.similar_users, m.users_, "user")):
+            q = list(vocab[:3])
+            sim = method(q, n=4)
+            assert list(sim.columns) == [col, f"similar_{col}", "rank", "score"]
+            assert sim[col].tolist() == [x for x in q for _ in range(4)]
+            assert (sim[col] != sim[f"similar_{col}"]).all()
+            assert np.isfinite(sim["score"]).all() and (sim["score"].abs() <= 1 + 1e-6).all()
+            assert (sim.groupby(col)["score"].apply(lambda s: bool(np.all(np.diff(s) <= 0)))).all()
+            with pytest.raises(KeyError, match="not-a-label"):
+                method(["not-a-label"])
+
+    def test_sparse_input_same_fit(self, model, data):
+        ratings, social = data
+        users = pd.Index(sorted(set(ratings["user"]) | set(social["user"]) | set(social["friend"])))
+        items = pd.Index(sorted(set(ratings["item"])))
+        R = sp.csr_matrix(
+            (ratings["rating"], (users.get_indexer(ratings["user"]), items.get_indexer(ratings["item"]))),
+            shape=(len(users), len(items)),
+        )
+        S = sp.csr_matrix(
+            (np.ones(len(social)), (users.get_indexer(social["user"]), users.get_indexer(social["friend"]))),
+            shape=(len(users), len(users)),
+        )
+        a = clone(model).fit(ratings, social)
+        b = clone(model).fit(R, S, user_labels=users, item_labels=items)
+        assert a.users_.equals(b.users_) and a.items_.equals(b.items_)
+        np.testing.assert_array_equal(a.predict(ratings), b.predict(ratings))
+        pd.testing.assert_frame_equal(a.recommend(n=3), b.recommend(n=3))
 
     def test_bad_hyperparameter_named(self, model, data):
         m = clone(model).set_params(factors=0)

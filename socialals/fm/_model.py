@@ -343,11 +343,13 @@ class FactorizationMachine(BaseRecommender):
     # ------------------------------------------------------------------ DataFrame API
     def fit(
         self,
-        ratings: pd.DataFrame,
-        social: Optional[pd.DataFrame] = None,
+        ratings,
+        social=None,
         *,
         user_features: Optional[pd.DataFrame] = None,
         item_features: Optional[pd.DataFrame] = None,
+        user_labels=None,
+        item_labels=None,
         user_col: str = "user",
         item_col: str = "item",
         rating_col: str = "rating",
@@ -358,9 +360,10 @@ class FactorizationMachine(BaseRecommender):
 
         Parameters
         ----------
-        ratings : DataFrame
+        ratings : DataFrame or scipy.sparse matrix
             ``user, item, rating`` rows (for the classification losses the rating column
-            holds the labels).
+            holds the labels), or a sparse user x item matrix (see
+            :meth:`BaseRecommender.fit`).
         social : DataFrame, optional
             ``user, friend[, weight]`` links. With ``social_features=True`` each user's
             out-links become a normalised block of features; users known only through
@@ -368,6 +371,9 @@ class FactorizationMachine(BaseRecommender):
         user_features, item_features : DataFrame, optional
             Numeric side features indexed by user / item label (one row per label).
             Known users or items without a row get zeros (with a DataWarning).
+        user_labels, item_labels : array-like, optional
+            Labels of the rows and columns of a sparse ``ratings`` (and of a sparse
+            ``social``), as in :meth:`BaseRecommender.fit`.
         user_col, item_col, rating_col, friend_col, weight_col : str
             Column names, remembered for :meth:`predict`.
 
@@ -376,7 +382,8 @@ class FactorizationMachine(BaseRecommender):
         self
         """
         cols = Columns(user_col, item_col, rating_col, friend_col, weight_col)
-        return self._fit_frames(ratings, social, cols, user_features=user_features, item_features=item_features)
+        return self._fit_frames(ratings, social, cols, user_labels=user_labels, item_labels=item_labels,
+                                user_features=user_features, item_features=item_features)
 
     def _fit(self, data: Dataset, rng: np.random.Generator, user_features=None, item_features=None) -> None:
         design = build_design(data, self.social_features, user_features, item_features, self._check_dtype())
@@ -408,6 +415,12 @@ class FactorizationMachine(BaseRecommender):
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         a, PU, b, PI = self._parts
         return PU[u] @ PI.T + (self.w0_ + a[u])[:, None] + b[None, :]
+
+    def _user_vectors(self) -> np.ndarray:
+        return self._parts[1]  # P_U: a user's whole embedding (one-hot, social, side features)
+
+    def _item_vectors(self) -> np.ndarray:
+        return self._parts[3]  # P_I
 
     def _fallback(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         # unknown user or item: leave its features out of the design row
