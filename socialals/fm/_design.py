@@ -32,7 +32,7 @@ class Design(NamedTuple):
 
 
 def build_design(data: Dataset, social_features: bool, user_features, item_features, dt) -> Design:
-    """The design matrix of the rated pairs of ``data`` (see the module notes), its column
+    """The design matrix of the rated pairs of ``data`` (see :mod:`socialals.fm`), its column
     groups for coordinate descent, and the entity blocks that score any pair later."""
     n_users, n_items = data.n_users, data.n_items
     blocks = {"user": slice(0, n_users), "item": slice(n_users, n_users + n_items)}

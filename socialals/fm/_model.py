@@ -61,7 +61,7 @@ class FactorizationMachine(BaseRecommender):
         Exponent of ``"invscaling"``.
     reg : float, default 0.05
         λ of the penalty on ``w`` and ``V`` (per occurrence with the default
-        ``reg_scaling``; see the module notes).
+        ``reg_scaling``; see :mod:`socialals.fm`).
     reg_w, reg_V : float or None, default None
         Separate λ for ``w`` and ``V``; None uses ``reg``.
     reg_w0 : float, default 0
@@ -249,7 +249,7 @@ class FactorizationMachine(BaseRecommender):
         groups : array-like of int, shape (n_features,), optional
             ALS only: a group id per column; the columns of a group must never be
             non-zero in the same row (one-hot blocks), and each group is updated as one
-            vectorised step. None detects groups (see the module docstring).
+            vectorised step. None detects groups (see :mod:`socialals.fm._cd`).
 
         Returns
         -------

@@ -70,7 +70,7 @@ def _penalty(w0, w, V, reg_w0, reg_w, reg_V, c, c0) -> float:
 
 
 def _fm_objective(X, y, w0, w, V, loss, reg_w0, reg_w, reg_V, scaling="none") -> float:
-    """The written objective L (see the module docstring)."""
+    """The written objective L (see :mod:`socialals.fm`)."""
     X = sp.csr_matrix(X)
     c, c0 = _penalty_weights(X, scaling)
     yhat = _fm_decision(X, w0, w, V)
