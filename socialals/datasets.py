@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from ._validation import check_random_state, invalid
 from .exceptions import DataWarning
 
 __all__ = [
@@ -1025,9 +1026,7 @@ def load_movielens_1m(
 
 def _check_param(name: str, value, ok: bool, requirement: str) -> None:
     if not ok:
-        raise ValueError(
-            f"The {name!r} parameter of make_social_ratings must be {requirement}; got {value!r}."
-        )
+        raise invalid(name, "make_social_ratings", requirement, value)
 
 
 def _is_int(value) -> bool:
@@ -1170,7 +1169,7 @@ def make_social_ratings(
     )
     _check_param("n_communities", n_communities, _is_int(n_communities) and n_communities >= 1, "an int >= 1")
 
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state, "make_social_ratings")
     low, high = float(rating_scale[0]), float(rating_scale[1])
     unit = (high - low) / 4.0  # effect sizes below are in "stars of a 1-5 scale"
     n_total = n_users + social_only_users

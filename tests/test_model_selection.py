@@ -312,7 +312,7 @@ def test_kfold_seed_gives_the_folds_of_a_generator_permutation(ratings):
 
 def test_one_error_style_for_random_state(ratings):
     """random_state='x' is the same error, with the same message, everywhere."""
-    from socialals import RegularizedALS
+    from socialals import RegularizedALS, make_social_ratings
     from socialals.exceptions import InvalidParameterError
 
     calls = {
@@ -321,6 +321,7 @@ def test_one_error_style_for_random_state(ratings):
         "user_holdout_split": lambda: user_holdout_split(ratings, random_state="x"),
         "cross_validate": lambda: cross_validate(BiasBaseline(), ratings, cv=3, random_state="x"),
         "RegularizedALS": lambda: RegularizedALS(random_state="x").fit(ratings),
+        "make_social_ratings": lambda: make_social_ratings(n_users=20, n_items=10, random_state="x"),
     }
     for owner, call in calls.items():
         with pytest.raises(InvalidParameterError) as err:
