@@ -381,8 +381,10 @@ class BaseRecommender(BaseEstimator):
         Labels in ``items`` or ``exclude`` that are not items of the model are ignored
         with one :class:`~socialals.DataWarning` that counts them (a catalogue slice
         often names items nobody rated in training). Users are scored in blocks on the
-        model's ``n_jobs`` threads (BLAS pinned to one thread each); the result does not
-        depend on ``n_jobs`` or ``batch_size``. The per-row selection is a compiled kernel
+        model's ``n_jobs`` threads (BLAS pinned to one thread each); the result is
+        bit-identical for any ``n_jobs``. The scores are BLAS products, whose last bits can
+        depend on how many users share a block (``batch_size``, the users asked for), as
+        for any blocked product. The per-row selection is a compiled kernel
         that skips excluded items without a full sort (see :mod:`socialals._topn`).
         """
         self._check_fitted()
