@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 
-
 from ._config import njit as _njit
 from ._config import numba_available
 
