@@ -5,13 +5,11 @@ far longer.
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import textwrap
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
