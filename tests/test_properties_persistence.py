@@ -272,7 +272,7 @@ def _apply_member_damage(members, damage):
         _, where, pick, value = damage
         meta = json.loads(str(arrays["__socialals__"][()]))
         target = meta if where == "top" else meta[where]
-        keys = sorted(target)
+        keys = sorted(target) or ["added"]  # Popularity has no parameters
         target[keys[pick % len(keys)]] = value
         arrays["__socialals__"] = np.array(json.dumps(meta))
     return arrays
