@@ -647,7 +647,7 @@ def test_part_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
     # a part file of a save still running in another process is left alone
     live = tmp_path / f".model.npz.{os.getppid()}.0123abcd.part"
     live.write_bytes(b"in progress")
-    other = tmp_path / f".other.npz.999999999.0123abcd.part"
+    other = tmp_path / ".other.npz.999999999.0123abcd.part"
     other.write_bytes(b"another target")
     fitted, ratings = _fitted(MODELS[1])
     fitted.save(target)

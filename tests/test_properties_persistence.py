@@ -5,13 +5,11 @@ far longer.
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import textwrap
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +272,7 @@ def _apply_member_damage(members, damage):
         _, where, pick, value = damage
         meta = json.loads(str(arrays["__socialals__"][()]))
         target = meta if where == "top" else meta[where]
-        keys = sorted(target)
+        keys = sorted(target) or ["added"]  # Popularity has no parameters
         target[keys[pick % len(keys)]] = value
         arrays["__socialals__"] = np.array(json.dumps(meta))
     return arrays
