@@ -12,12 +12,13 @@ import socialals
 from socialals import cli
 from socialals._defaults import DEFAULTS, defaults_for
 
-from conftest import SHARED_DATASETS
+from conftest import require_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-users", "120", "--n-items", "60"]
 FAST = ["--folds", "2", "--factors", "3", "--iterations", "3"]
-COLUMNS = ["model", "rmse", "mae", "cold_start_rmse", "ndcg_at_10", "fit_seconds"]
+COLUMNS = ["model", "rmse", "rmse_std", "mae", "mae_std", "cold_start_rmse", "cold_start_rmse_std",
+           "ndcg_at_10", "ndcg_at_10_std", "fit_seconds", "fit_seconds_std"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +26,12 @@ def _no_debug(monkeypatch):
     monkeypatch.delenv("SOCIALALS_DEBUG", raising=False)
 
 
-def _fails(capsys, argv, *fragments):
-    """Run ``main(argv)``, expect exit status 1 and an error message without a traceback."""
-    assert cli.main(argv) == 1
+def _fails(capsys, argv, *fragments, status=2):
+    """Run ``main(argv)``, expect ``status`` (2: usage or input error) and a one-line error."""
+    assert cli.main(argv) == status
     err = capsys.readouterr().err
     assert err.startswith("socialals: error: "), err
+    assert err.count("\n") == 1, err  # exactly one line
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in err, (fragment, err)
@@ -97,18 +99,6 @@ def test_compare_on_a_ratings_file_with_social_file(capsys, tmp_path, small_csv)
     assert len(table) == 2 and np.isfinite(table[COLUMNS[1:]].to_numpy(float)).all()
 
 
-def test_read_table_headerless_tsv_and_header_case(tmp_path):
-    tsv = tmp_path / "r.tsv"
-    tsv.write_text("u1\t10\t4.0\nu2\t11\t3.5\n")
-    frame = cli.read_table(tsv, ("user", "item", "rating"))
-    assert list(frame.columns) == ["user", "item", "rating"]
-    assert frame["user"].tolist() == ["u1", "u2"] and frame["rating"].tolist() == [4.0, 3.5]
-    csv = tmp_path / "s.csv"
-    csv.write_text("Friend,USER,extra,Weight\n2,1,x,0.5\n")
-    frame = cli.read_table(csv, ("user", "friend"), ("weight",))
-    assert frame.to_dict("list") == {"user": [1], "friend": [2], "weight": [0.5]}
-
-
 def test_compare_errors(capsys, tmp_path, small_csv):
     rpath, spath, _, _ = small_csv
     _fails(capsys, ["compare", *TINY, "--models", "SVD"], "unknown model 'SVD'")
@@ -119,10 +109,10 @@ def test_compare_errors(capsys, tmp_path, small_csv):
     _fails(capsys, ["compare", *TINY, "--defaults", "imdb"], "--defaults must be one of")
     bad = tmp_path / "bad.csv"
     bad.write_text("user,product,stars\n1,2,3\n")
-    _fails(capsys, ["compare", "--data", str(bad)], "bad.csv", "missing ['item', 'rating']")
+    _fails(capsys, ["compare", "--data", str(bad)], "bad.csv, line 1", "missing item, rating")
     other = tmp_path / "ml.csv"
     other.write_text("userId,movieId,rating\n1,2,3\n")
-    _fails(capsys, ["compare", "--data", str(other)], "ml.csv", "missing ['user', 'item']")
+    _fails(capsys, ["compare", "--data", str(other)], "ml.csv, line 1", "missing user, item")
     (tmp_path / "folder").mkdir()
     _fails(capsys, ["compare", "--data", str(tmp_path / "folder")], "neither FilmTrust files")
 
@@ -202,7 +192,7 @@ def test_python_dash_m(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "socialals", "recommend", "--model", str(tmp_path / "no.npz"),
                            "--user", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "no.npz" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run([sys.executable, "-m", "socialals", "--help"], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and "compare" in done.stdout
@@ -224,9 +214,7 @@ def test_every_defaults_entry_is_valid():
 # ---------------------------------------------------------------------------- real data
 @pytest.mark.slow
 def test_compare_on_filmtrust(capsys, tmp_path):
-    folder = SHARED_DATASETS / "filmtrust"
-    if not folder.is_dir():
-        pytest.skip(f"FilmTrust not found at {folder}")
+    folder = require_dataset("filmtrust")
     out = tmp_path / "ft.csv"
     argv = ["compare", "--data", str(folder), "--defaults", "filmtrust", "--folds", "2", "--iterations", "5",
             "--models", "RegularizedALS", "SocialALS", "--output", str(out)]
