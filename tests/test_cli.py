@@ -393,3 +393,18 @@ def test_unexpected_errors_are_one_line_too(capsys, monkeypatch):
 
     monkeypatch.setattr(cli, "load_data", boom)
     _fails(capsys, ["compare"], "RuntimeError: something internal", "SOCIALALS_DEBUG=1", status=1)
+
+
+def test_compare_progress_bar_on_a_terminal(monkeypatch):
+    pytest.importorskip("tqdm")
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake = Terminal()
+    monkeypatch.setattr(sys, "stderr", fake)
+    assert cli.main(["compare", *TINY, *FAST, "--models", "RegularizedALS"]) == 0
+    text = fake.getvalue()
+    assert "RegularizedALS fold 2/2" in text and "2/2" in text
