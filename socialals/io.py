@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 

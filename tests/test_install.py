@@ -75,7 +75,7 @@ def _run_read_only(tmp: Path) -> subprocess.CompletedProcess:
                            capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"running as root and a read-only bind mount is not permitted here: {probe.stderr.strip()}")
-    shell = f'mount --bind -o ro "$0" "$0" && exec "$1" -c "$2"'
+    shell = 'mount --bind -o ro "$0" "$0" && exec "$1" -c "$2"'
     return subprocess.run([unshare, "-rm", "sh", "-c", shell, str(root), sys.executable, code],
                           capture_output=True, text=True, env=_environment(home), timeout=600)
 
