@@ -67,6 +67,7 @@ __all__ = [
     "load_filmtrust",
     "load_movielens_100k",
     "load_movielens_1m",
+    "make_downloader",
     "make_social_ratings",
 ]
 
