@@ -464,6 +464,14 @@ def _warn(message: str, stacklevel) -> None:
     warnings.warn(message, DataWarning, stacklevel=stacklevel)
 
 
+def _pair_codes(first: pd.Series, second: pd.Series):
+    """Codes ``0..g-1`` of the (first, second) pairs in order of first occurrence, and ``g``."""
+    a, _ = pd.factorize(first, sort=False)
+    b, b_uniques = pd.factorize(second, sort=False)
+    codes, uniques = pd.factorize(a.astype(np.int64) * max(len(b_uniques), 1) + b, sort=False)
+    return codes, len(uniques)
+
+
 def merge_duplicate_ratings(ratings: pd.DataFrame, *, columns: Columns = Columns(), source: str = "ratings") -> pd.DataFrame:
     """Return ``ratings`` with each repeated (user, item) pair merged into its mean rating.
 
@@ -504,9 +512,8 @@ def merge_duplicate_ratings(ratings: pd.DataFrame, *, columns: Columns = Columns
     1     2     5     2.0
     """
     c = columns
-    pairs = pd.MultiIndex.from_arrays([ratings[c.user], ratings[c.item]])
-    group, uniques = pd.factorize(pairs, sort=False)
-    if len(uniques) == len(ratings):
+    group, n_groups = _pair_codes(ratings[c.user], ratings[c.item])
+    if n_groups == len(ratings):
         return ratings.reset_index(drop=True)
     values = pd.to_numeric(ratings[c.rating]).to_numpy(dtype=np.float64)
     means = _merge_groups(group, values, source, None)
@@ -552,9 +559,7 @@ def clean_social(social: pd.DataFrame, *, columns: Columns = Columns(), source: 
     1     2       1
     """
     c = columns
-    a = social[c.user].to_numpy()
-    b = social[c.friend].to_numpy()
-    key, _ = pd.factorize(pd.MultiIndex.from_arrays([a, b]), sort=False)
-    loops = (pd.Series(a) == pd.Series(b)).to_numpy()
+    key, _ = _pair_codes(social[c.user], social[c.friend])
+    loops = (social[c.user].to_numpy() == social[c.friend].to_numpy()) if len(social) else np.zeros(0, bool)
     keep = _edges_to_keep(key, loops, source, None)
     return social.loc[keep].reset_index(drop=True)
