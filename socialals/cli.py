@@ -15,22 +15,26 @@ Data (``--data``): ``synthetic`` (``make_social_ratings(random_state=0)``), ``fi
 ``ciao``, ``epinions``, ``movielens-100k``, ``movielens-1m`` (downloaded once into
 ``--data-home`` or ``$SOCIALALS_DATA``), or a path: a folder in FilmTrust format
 (``ratings.txt``, ``trust.txt``) or Ciao/Epinions format (``rating.mat``,
-``trustnetwork.mat``), or a CSV/TSV file of ratings (``user,item,rating`` with or without
-a header) with an optional ``--social`` file (``user,friend[,weight]``).
+``trustnetwork.mat``), or a delimited file of ratings (``user,item,rating``; comma, tab,
+semicolon or spaces; with or without a header) with an optional ``--social`` file
+(``user,friend[,weight]``). Reading is :func:`socialals.io.load_data`.
 
 Model hyperparameters default to the per-data-set values in :mod:`socialals._defaults`
 (tuned by ``benchmarks/tune.py``); ``--param key=value`` overrides them.
 
-Every command returns 0 on success; user errors (unknown user, missing or malformed file,
-bad parameter) print ``socialals: error: ...`` on standard error and return 1.
+Every command returns 0 on success. Usage and input errors (unknown user, missing or
+malformed file, bad parameter) print one line ``socialals: error: ...`` on standard error
+and return 2; other failures (a diverging fit, a failed download) print one line and
+return 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import re
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,14 +45,16 @@ import pandas as pd
 
 from ._defaults import DEFAULTS, defaults_for
 from ._registry import model_classes
+from .io import DATASETS, InputError, load_data
 
-__all__ = ["COMPARE_COLUMNS", "DATASETS", "available_models", "build_parser", "load_data", "main"]
+__all__ = ["COMPARE_COLUMNS", "DATASETS", "METRICS", "available_models", "build_parser", "main"]
 
-#: Columns of the ``compare`` table and of its ``--output`` CSV, in order.
-COMPARE_COLUMNS = ("model", "rmse", "mae", "cold_start_rmse", "ndcg_at_10", "fit_seconds")
-
-#: Named data sets accepted by ``--data``.
-DATASETS = ("synthetic", "filmtrust", "ciao", "epinions", "movielens-100k", "movielens-1m")
+#: Columns of the ``compare`` table and of its ``--output`` CSV with the default metrics:
+#: each metric's mean over folds followed by its standard deviation (``<metric>_std``).
+COMPARE_COLUMNS = (
+    "model", "rmse", "rmse_std", "mae", "mae_std", "cold_start_rmse", "cold_start_rmse_std",
+    "ndcg_at_10", "ndcg_at_10_std", "fit_seconds", "fit_seconds_std",
+)
 
 _MODEL_ORDER = ("ALS", "RegularizedALS", "SocialALS", "FactorizationMachine")
 _ALIASES = {"fm": "FactorizationMachine"}
@@ -159,146 +165,6 @@ def _describe(model) -> str:
 
 
 # ---------------------------------------------------------------------------- data
-def _first_line(path: Path) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.strip():
-                return line
-    raise CLIError(f"{str(path)!r} is empty.")
-
-
-def _separator(path: Path, line: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return ","
-    if suffix in (".tsv", ".tab"):
-        return "\t"
-    for sep in ("\t", ",", ";"):
-        if sep in line:
-            return sep
-    return r"\s+"
-
-
-def read_table(path, required: Sequence[str], optional: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a delimited file whose columns are ``required`` (+ ``optional``).
-
-    With a header line (one that names the columns, matched case-insensitively) the
-    columns are taken by name; without one, the first columns are taken in order.
-    The separator comes from the suffix (``.csv`` comma, ``.tsv``/``.tab`` tab) or
-    else from the first line (tab, comma, semicolon, or whitespace).
-
-    Parameters
-    ----------
-    path : str or path-like
-    required, optional : sequence of str
-        Column names to return.
-
-    Returns
-    -------
-    DataFrame with the required columns and those optional ones present.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"file {str(path)!r} does not exist.")
-    line = _first_line(path)
-    sep = _separator(path, line)
-    tokens = [t.strip().strip('"').lower() for t in re.split(sep if sep != r"\s+" else r"\s+", line.strip())]
-    has_header = any(name in tokens for name in list(required) + list(optional))
-    try:
-        frame = pd.read_csv(path, sep=sep, header=0 if has_header else None, engine="python" if sep == r"\s+" else "c")
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CLIError(f"could not parse {str(path)!r}: {exc}") from None
-    if has_header:
-        lower = {str(c).strip().lower(): c for c in frame.columns}
-        missing = [c for c in required if c not in lower]
-        if missing:
-            raise CLIError(
-                f"{str(path)!r} has columns {list(frame.columns)}; expected {list(required)}"
-                + (f" (and optionally {list(optional)})" if optional else "")
-                + f"; missing {missing}."
-            )
-        names = [c for c in list(required) + list(optional) if c in lower]
-        out = frame[[lower[c] for c in names]]
-        out.columns = names
-        return out.reset_index(drop=True)
-    if frame.shape[1] < len(required):
-        raise CLIError(
-            f"{str(path)!r} has {frame.shape[1]} column(s) and no header; expected the columns "
-            f"{list(required)}" + (f" (and optionally {list(optional)})" if optional else "") + "."
-        )
-    n = min(frame.shape[1], len(required) + len(optional))
-    out = frame.iloc[:, :n].copy()
-    out.columns = (list(required) + list(optional))[:n]
-    return out
-
-
-def _has_files(folder: Path, names: Sequence[str]) -> bool:
-    candidates = [folder] + sorted(p for p in folder.iterdir() if p.is_dir())
-    return any(all((c / n).is_file() for n in names) for c in candidates)
-
-
-def load_data(spec: str, social: Optional[str] = None, data_home: Optional[str] = None, *,
-              n_users: Optional[int] = None, n_items: Optional[int] = None):
-    """Ratings and social frame for ``--data spec``.
-
-    Parameters
-    ----------
-    spec : str
-        A name of :data:`DATASETS` or a path (see the module docstring).
-    social : str, optional
-        Social file for a ratings-file ``spec``.
-    data_home : str, optional
-        Download cache for named data sets (default ``$SOCIALALS_DATA`` or
-        ``~/socialals_data``).
-    n_users, n_items : int, optional
-        Size of the synthetic data (defaults of :func:`~socialals.make_social_ratings`).
-
-    Returns
-    -------
-    ratings : DataFrame
-    social : DataFrame or None
-    key : str
-        The :data:`~socialals._defaults.DEFAULTS` entry for these data.
-    """
-    from . import datasets
-
-    if social is not None and (spec in DATASETS or Path(spec).is_dir()):
-        raise CLIError("--social applies only when --data is a ratings file (CSV/TSV).")
-    if spec == "synthetic":
-        sizes = {k: v for k, v in (("n_users", n_users), ("n_items", n_items)) if v is not None}
-        ratings, graph = datasets.make_social_ratings(random_state=0, **sizes)
-        return ratings, graph, "synthetic"
-    loaders = {
-        "filmtrust": datasets.load_filmtrust,
-        "ciao": datasets.load_ciao,
-        "epinions": datasets.load_epinions,
-        "movielens-100k": datasets.load_movielens_100k,
-        "movielens-1m": datasets.load_movielens_1m,
-    }
-    if spec in loaders:
-        ratings, graph = loaders[spec](data_home=data_home)
-        return ratings, graph, spec if spec in DEFAULTS else "generic"
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if _has_files(path, ("ratings.txt", "trust.txt")):
-            ratings, graph = datasets.load_filmtrust(path)
-        elif _has_files(path, ("rating.mat", "trustnetwork.mat")):
-            ratings, graph = datasets.load_ciao(path)
-        else:
-            raise CLIError(
-                f"folder {spec!r} holds neither FilmTrust files (ratings.txt, trust.txt) nor "
-                "Ciao/Epinions files (rating.mat, trustnetwork.mat)."
-            )
-        return ratings, graph, "generic"
-    if path.is_file():
-        ratings = read_table(path, ("user", "item", "rating"))
-        graph = read_table(Path(social).expanduser(), ("user", "friend"), ("weight",)) if social else None
-        return ratings, graph, "generic"
-    raise CLIError(
-        f"--data {spec!r} is neither a known data set ({', '.join(DATASETS)}) nor an existing file or folder."
-    )
-
-
 def _summary(ratings: pd.DataFrame, social) -> str:
     links = 0 if social is None else len(social)
     return (
@@ -317,8 +183,47 @@ def _data_key(args, key: str) -> str:
 
 
 # ---------------------------------------------------------------------------- compare
-def compare(ratings, social, model_names, data_key, *, folds=5, factors=10, seed=0, iterations=None, stream=None):
-    """Cross-validate each model and return the :data:`COMPARE_COLUMNS` table.
+#: Metrics ``compare --metrics`` can compute (keys of :func:`socialals.evaluate` at k = 10).
+METRICS = (
+    "rmse", "mae", "cold_start_rmse", "cold_start_mae", "warm_rmse", "ndcg_at_10", "precision_at_10",
+    "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage",
+)
+_DEFAULT_METRICS = ("rmse", "mae", "cold_start_rmse", "ndcg_at_10")
+_RANKING = {"ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage"}
+#: Default latent factors of ``fit`` and ``compare``: the setting the defaults were tuned at.
+DEFAULT_FACTORS = 10
+
+logger = logging.getLogger("socialals.cli")
+
+
+def _fold_splits(ratings, folds: int, seed: int):
+    from .model_selection import KFold
+
+    return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(ratings))
+
+
+def _progress_bar(total: int):
+    """A tqdm bar on a terminal when tqdm is installed, else None."""
+    try:
+        if not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return tqdm(total=total, unit="fit", leave=False)
+
+
+def compare(
+    ratings, social, model_names, data_key, *, folds=5, factors=DEFAULT_FACTORS, seed=0, iterations=None,
+    params=None, metrics=_DEFAULT_METRICS, stream=None,
+):
+    """Cross-validate each model and return one row per model with fold means and standard deviations.
+
+    The folds are drawn once (``KFold(folds, shuffle=True, random_state=seed)``, as
+    :func:`~socialals.model_selection.cross_validate` does) and every model runs
+    :func:`~socialals.model_selection.evaluate` on each of them. Progress: one INFO
+    log record per model and fold (logger ``socialals.cli``; ``-v`` shows them), and a
+    tqdm bar on a terminal when tqdm is installed.
 
     Parameters
     ----------
@@ -331,45 +236,123 @@ def compare(ratings, social, model_names, data_key, *, folds=5, factors=10, seed
     folds, factors, seed, iterations
         CV folds (shuffled with ``seed``), latent factors, model seed, and an optional
         iteration override.
+    params : dict, optional
+        ``--param`` overrides, given to every model that has the parameter.
+    metrics : sequence of str
+        Names from :data:`METRICS`; the ranking metrics are computed only when asked for.
     stream : file, optional
-        Where progress lines go (one per model as it finishes).
+        Where the one-line summary per model goes.
 
     Returns
     -------
     DataFrame
-        One row per model, columns :data:`COMPARE_COLUMNS`; metrics are means over folds.
+        Columns ``model``, then ``<metric>`` and ``<metric>_std`` for each metric and for
+        ``fit_seconds``: the mean over folds and the population standard deviation
+        (``ddof=0``), NaN folds (no cold-start user in the fold) skipped.
     """
-    from .model_selection import cross_validate
+    from .base import clone
+    from .model_selection import evaluate
 
+    splits = _fold_splits(ratings, folds, seed)
+    ranking = bool(set(metrics) & _RANKING)
+    columns = [*metrics, "fit_seconds"]
     rows = []
-    for name in model_names:
-        model = make_model(name, data_key, factors=factors, seed=seed, iterations=iterations)
-        with warnings.catch_warnings():
-            # Test users or items missing from a training fold get the fallback prediction:
-            # expected in cross-validation, not worth a warning per fold.
-            warnings.filterwarnings("ignore", message=r"predict: \d+ of \d+ pair", category=UserWarning)
-            scores = cross_validate(model, ratings, social, cv=folds, random_state=seed, k=10)
-        mean = scores.loc["mean"]
-        row = {"model": name, **{c: float(mean.get(c, np.nan)) for c in COMPARE_COLUMNS[1:]}}
-        rows.append(row)
-        if stream is not None:
-            print(
-                f"  {name:<22} rmse {row['rmse']:.4f}  ({_describe(model)})",
-                file=stream,
-                flush=True,
-            )
-    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
+    bar = _progress_bar(len(model_names) * len(splits))
+    try:
+        for name in model_names:
+            model = make_model(name, data_key, factors=factors, seed=seed, iterations=iterations,
+                               overrides=_params_for(name, params))
+            fold_scores = []
+            for number, (train, test) in enumerate(splits, start=1):
+                with warnings.catch_warnings():
+                    # Test users or items missing from a training fold get the fallback
+                    # prediction: expected in cross-validation, not worth a warning per fold.
+                    warnings.filterwarnings("ignore", message=r"predict: \d+ of \d+ pair", category=UserWarning)
+                    scores = evaluate(clone(model), ratings.iloc[train], ratings.iloc[test], social,
+                                      k=10, ranking=ranking)
+                fold_scores.append({c: float(scores.get(c, np.nan)) for c in columns})
+                logger.info("%s fold %d/%d: rmse %.4f, fit %.2f s", name, number, len(splits),
+                            scores["rmse"], scores["fit_seconds"])
+                if bar is not None:
+                    bar.set_description(f"{name} fold {number}/{len(splits)}")
+                    bar.update(1)
+            per_fold = pd.DataFrame(fold_scores, columns=columns)
+            row = {"model": name}
+            for c in columns:
+                row[c] = float(per_fold[c].mean(skipna=True)) if per_fold[c].notna().any() else np.nan
+                row[c + "_std"] = float(per_fold[c].std(ddof=0, skipna=True)) if per_fold[c].notna().any() else np.nan
+            rows.append(row)
+            if stream is not None:
+                print(f"  {name:<22} rmse {row['rmse']:.4f}  ({_describe(model)})", file=stream, flush=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    ordered = ["model"] + [x for c in columns for x in (c, c + "_std")]
+    return pd.DataFrame(rows, columns=ordered)
+
+
+def _params_for(name: str, params) -> dict:
+    if not params:
+        return {}
+    valid = available_models()[name]().get_params()
+    return {k: v for k, v in params.items() if k in valid}
 
 
 def _format_table(table: pd.DataFrame) -> str:
+    """Means with their fold standard deviations, ``0.8123 ± 0.0041``."""
+
     def fmt(x):
-        if isinstance(x, str):
-            return x
         if not np.isfinite(x):
             return "nan"
         return f"{x:.4f}" if abs(x) < 1e4 else f"{x:.4g}"
 
-    return table.to_string(index=False, formatters={c: fmt for c in table.columns})
+    shown = pd.DataFrame({"model": table["model"]})
+    for c in table.columns:
+        if c == "model" or c.endswith("_std"):
+            continue
+        std = table.get(c + "_std")
+        shown[c] = [
+            fmt(m) if s is None or not np.isfinite(s) else f"{fmt(m)} ± {fmt(s)}"
+            for m, s in zip(table[c], std if std is not None else [None] * len(table))
+        ]
+    return shown.to_string(index=False)
+
+
+def _check_writable(option: str, value: str) -> Path:
+    """Fail now, not after the work, when ``value`` cannot be written."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise CLIError(f"cannot write {option} {value!r}: it is a folder; give a file name.")
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise CLIError(f"cannot write {option} {value!r}: folder {str(folder)!r} does not exist.")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write {option} {value!r}: folder {str(folder)!r} is not writable ({exc.strerror}).") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CLIError(f"cannot write {option} {value!r}: the file is read-only.")
+    return path
+
+
+def _footnotes(table: pd.DataFrame, social, names, metrics) -> list:
+    notes = [
+        "mean ± standard deviation over the folds; cold_start = test users with 1-4 training ratings",
+        "fit_seconds of the first fit in a process include compiling the numba kernels unless they are "
+        "already cached (NUMBA_CACHE_DIR or the package folder)",
+    ]
+    if "ALS" in names:
+        notes.append(
+            "ALS is plain, unregularised ALS: it overfits the observed ratings, so its errors can be far "
+            "above the rating scale; it is the baseline the regularised models improve on"
+        )
+    if social is None and "SocialALS" in names:
+        notes.append("these data have no social graph: SocialALS is RegularizedALS here and reports its numbers")
+    for metric in ("cold_start_rmse", "cold_start_mae"):
+        if metric in metrics and table[metric].isna().all():
+            notes.append(f"{metric} is nan: no test user had 1-4 training ratings in any fold")
+    return notes
 
 
 def _cmd_compare(args) -> int:
@@ -378,16 +361,27 @@ def _cmd_compare(args) -> int:
     if args.factors < 1:
         raise CLIError(f"--factors must be at least 1; got {args.factors}.")
     _check_defaults_option(args)
+    metrics = list(dict.fromkeys(args.metrics or _DEFAULT_METRICS))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise CLIError(f"--metrics: unknown metric(s) {unknown}; choose from {list(METRICS)}.")
     names = [_resolve_model_name(m) for m in args.models] if args.models else list(available_models())
     names = list(dict.fromkeys(names))
+    params = _parse_params(args.param)
+    if params:
+        known = set().union(*(available_models()[n]().get_params() for n in names))
+        stray = sorted(set(params) - known)
+        if stray:
+            raise CLIError(f"--param: no model of {names} has the parameter(s) {stray}.")
     if args.output is not None:
-        out_dir = Path(args.output).expanduser().resolve().parent
-        if not out_dir.is_dir():
-            raise CLIError(f"cannot write --output {args.output!r}: folder {str(out_dir)!r} does not exist.")
+        _check_writable("--output", args.output)
     ratings, social, key = load_data(args.data, args.social, args.data_home, n_users=args.n_users, n_items=args.n_items)
     key = _data_key(args, key)
     for name in names:  # fail on a bad setting before any work
-        make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations)
+        make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations,
+                   overrides=_params_for(name, params))
+    if len(ratings) < args.folds:
+        raise CLIError(f"--folds {args.folds} needs at least {args.folds} ratings; {args.data} has {len(ratings)}.")
     if "FactorizationMachine" not in available_models() and not args.models:
         print("note: the factorization machine (socialals.fm) is not installed; comparing the ALS models only.")
     print(f"{args.data}: {_summary(ratings, social)}")
@@ -395,11 +389,14 @@ def _cmd_compare(args) -> int:
     started = time.perf_counter()
     table = compare(
         ratings, social, names, key, folds=args.folds, factors=args.factors, seed=args.seed,
-        iterations=args.iterations, stream=sys.stdout,
+        iterations=args.iterations, params=params, metrics=metrics, stream=sys.stdout,
     )
     print()
     print(_format_table(table))
-    print(f"\n(means over folds; cold_start = test users with 1-4 training ratings; {time.perf_counter() - started:.1f} s)")
+    print()
+    for note in _footnotes(table, social, names, metrics):
+        print(f"({note})")
+    print(f"({time.perf_counter() - started:.1f} s in all)")
     if args.output is not None:
         table.to_csv(args.output, index=False)
         print(f"wrote {args.output}")
@@ -409,19 +406,24 @@ def _cmd_compare(args) -> int:
 # ---------------------------------------------------------------------------- fit
 def _cmd_fit(args) -> int:
     _check_defaults_option(args)
+    if args.factors < 1:
+        raise CLIError(f"--factors must be at least 1; got {args.factors}.")
     name = _resolve_model_name(args.model)
     overrides = _parse_params(args.param)
-    out = Path(args.out).expanduser()
-    if not out.resolve().parent.is_dir():
-        raise CLIError(f"cannot write --out {args.out!r}: folder {str(out.resolve().parent)!r} does not exist.")
+    out = _check_writable("--out", args.out)
     ratings, social, key = load_data(args.data, args.social, args.data_home, n_users=args.n_users, n_items=args.n_items)
     key = _data_key(args, key)
-    model = make_model(name, key, factors=args.factors, seed=args.seed, overrides=overrides)
+    model = make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations, overrides=overrides)
     print(f"{args.data}: {_summary(ratings, social)}")
+    if social is None and name == "SocialALS":
+        print("note: these data have no social graph: SocialALS fits as RegularizedALS.")
     started = time.perf_counter()
     model.fit(ratings, social)
     seconds = time.perf_counter() - started
-    model.save(out)
+    try:
+        model.save(out)
+    except OSError as exc:
+        raise CLIError(f"cannot write --out {args.out!r}: {exc.strerror or exc}.") from None
     print(f"fitted {name}({_describe(model)}) in {seconds:.1f} s: {len(model.users_):,} users, {len(model.items_):,} items")
     print(f"saved to {out}")
     return 0
@@ -467,11 +469,11 @@ def _cmd_recommend(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-def _add_data_options(p: argparse.ArgumentParser, default_data: Optional[str]) -> None:
+def _add_data_options(p: argparse.ArgumentParser, default_data: Optional[str], seed_help: str) -> None:
     p.add_argument(
         "--data", default=default_data, required=default_data is None, metavar="NAME|PATH",
         help="synthetic, filmtrust, ciao, epinions, movielens-100k, movielens-1m, a folder in FilmTrust "
-        "or Ciao format, or a CSV/TSV ratings file (user,item,rating)"
+        "or Ciao format, or a ratings file (user,item,rating; comma, tab, semicolon or space separated)"
         + (f" (default: {default_data})" if default_data else ""),
     )
     p.add_argument("--social", metavar="FILE", help="social links (user,friend[,weight]) for a ratings file")
@@ -481,7 +483,13 @@ def _add_data_options(p: argparse.ArgumentParser, default_data: Optional[str]) -
         help="use the tuned hyperparameters of this data set (%s) instead of those of --data"
         % ", ".join(sorted(DEFAULTS)),
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the folds and the models (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyperparameter (repeatable), e.g. --param reg=0.5")
+    p.add_argument("--factors", type=int, default=DEFAULT_FACTORS,
+                   help=f"latent factors (default: {DEFAULT_FACTORS}, the setting the defaults were tuned at)")
+    p.add_argument("--iterations", type=int, default=None, help="override the iterations of the defaults")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress (each model and fold) on standard error")
     # Hidden: sizes of the synthetic data (tests and quick experiments).
     p.add_argument("--n-users", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--n-items", type=int, default=None, help=argparse.SUPPRESS)
@@ -489,11 +497,14 @@ def _add_data_options(p: argparse.ArgumentParser, default_data: Optional[str]) -
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``socialals`` command."""
+    from . import __version__
+
     p = argparse.ArgumentParser(
         prog="socialals",
         description="Collaborative filtering with ALS and social regularisation.",
         epilog="Start with: socialals compare",
     )
+    p.add_argument("--version", action="version", version=f"socialals {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser(
@@ -501,21 +512,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="k-fold cross-validation of ALS, RegularizedALS, SocialALS and the factorization "
         "machine (when installed) with tuned per-data-set hyperparameters.",
     )
-    _add_data_options(c, "synthetic")
+    _add_data_options(c, "synthetic", "random seed of the folds and the models (default: 0)")
     c.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-    c.add_argument("--factors", type=int, default=10, help="latent factors (default: 10)")
-    c.add_argument("--iterations", type=int, default=None, help="override every model's iterations")
     c.add_argument("--models", nargs="+", metavar="MODEL", help="models to run (default: all); FM = FactorizationMachine")
-    c.add_argument("--output", metavar="FILE.csv", help="also write the table as CSV")
+    c.add_argument("--metrics", nargs="+", metavar="METRIC",
+                   help="what to compute (default: %s); choose from %s; ranking metrics cost most"
+                   % (" ".join(_DEFAULT_METRICS), ", ".join(METRICS)))
+    c.add_argument("--output", metavar="FILE.csv", help="also write the table (means and _std columns) as CSV")
     c.set_defaults(func=_cmd_compare)
 
     f = sub.add_parser("fit", help="fit one model on all the ratings and save it",
                        description="Fit a model on all the ratings of a data set and save it as .npz.")
-    _add_data_options(f, None)
+    _add_data_options(f, None, "random seed of the model's initialisation (default: 0)")
     f.add_argument("--model", required=True, help="ALS, RegularizedALS, SocialALS or FM")
-    f.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a hyperparameter (repeatable), e.g. --param reg=0.5")
-    f.add_argument("--factors", type=int, default=None, help="latent factors (default: the model's)")
     f.add_argument("--out", required=True, metavar="FILE.npz", help="where to save the model")
     f.set_defaults(func=_cmd_fit)
 
@@ -525,12 +534,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--user", required=True, help="user id (parsed as an int when the model's users are ints)")
     r.add_argument("-n", type=int, default=10, help="number of items (default: 10)")
     r.add_argument("--include-seen", action="store_true", help="do not leave out the user's rated items")
+    r.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(func=_cmd_recommend)
     return p
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"socialals: warning: {message}", file=sys.stderr)
+class _OncePerMessage:
+    """``warnings.showwarning`` replacement: ``socialals: warning: ...``, each text once per command."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text not in self.seen:
+            self.seen.add(text)
+            print(f"socialals: warning: {text}", file=sys.stderr)
+
+
+def _one_line(exc: BaseException) -> str:
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(message).split())  # pandas previews of offending rows span lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -544,17 +568,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 on a user error (message on standard error), 130 when
-        interrupted (Ctrl-C, one line, no traceback). Argument errors exit with status 2
-        through :mod:`argparse`. Set ``SOCIALALS_DEBUG=1`` to get the
-        traceback of an error instead.
+        0 on success. Usage and input errors (an unknown option, model or parameter, a
+        missing or malformed file, an unknown user) print one line
+        ``socialals: error: ...`` on standard error and return 2 (argument errors exit
+        with 2 through :mod:`argparse`); other failures (a diverging fit, a failed
+        download, a full disk) print one line and return 1. Set ``SOCIALALS_DEBUG=1`` to
+        get the traceback instead. Ctrl-C ends a command with
+        ``socialals: interrupted`` and status 130 (128 + SIGINT).
     """
-    from .exceptions import NotFittedError
+    from .datasets import DownloadError
+    from .exceptions import DivergenceError, NotFittedError
 
     args = build_parser().parse_args(argv)
-    handled = (CLIError, OSError, ValueError, KeyError, TypeError, NotFittedError)
+    handler = None
+    if getattr(args, "verbose", False):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("socialals: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    usage = (CLIError, InputError, ValueError, KeyError, TypeError, NotFittedError, FileNotFoundError,
+             IsADirectoryError, NotADirectoryError)
     with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+        warnings.showwarning = _OncePerMessage()
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
@@ -562,12 +597,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise
             print("socialals: interrupted", file=sys.stderr)
             return 130  # 128 + SIGINT, as shells report it
-        except handled as exc:
+        except Exception as exc:
             if os.environ.get("SOCIALALS_DEBUG"):
                 raise
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            print(f"socialals: error: {message}", file=sys.stderr)
+            if isinstance(exc, DivergenceError):
+                remedy = "" if "try a lower" in str(exc) else (
+                    " Try a smaller learning_rate or a larger reg (--param reg=...), or check the ratings' scale."
+                )
+                print(f"socialals: error: the fit diverged: {_one_line(exc)}{remedy}", file=sys.stderr)
+                return 1
+            if isinstance(exc, DownloadError):
+                print(f"socialals: error: {_one_line(exc)}", file=sys.stderr)
+                return 1
+            if isinstance(exc, usage):
+                print(f"socialals: error: {_one_line(exc)}", file=sys.stderr)
+                return 2
+            kind = type(exc).__name__
+            print(f"socialals: error: {kind}: {_one_line(exc)} (set SOCIALALS_DEBUG=1 for the traceback)",
+                  file=sys.stderr)
             return 1
+        finally:
+            if handler is not None:
+                logger.removeHandler(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ Policies (documented once, here):
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -38,7 +39,8 @@ import scipy.sparse as sp
 
 from .exceptions import DataWarning
 
-__all__ = ["Columns", "Dataset", "build_dataset", "factorize_labels", "ratings_from_sparse", "social_from_sparse"]
+__all__ = ["Columns", "Dataset", "build_dataset", "clean_social", "factorize_labels", "merge_duplicate_ratings", "ratings_from_sparse",
+           "social_from_sparse"]
 
 
 @dataclass(frozen=True)
@@ -263,23 +265,8 @@ def build_dataset(
     first = np.ones(len(key_sorted), dtype=bool)
     first[1:] = key_sorted[1:] != key_sorted[:-1]
     if not first.all():
-        group = np.cumsum(first) - 1
-        vals_sorted = values[order]
-        sums = np.bincount(group, weights=vals_sorted)
-        counts = np.bincount(group)
-        mins = np.full(len(sums), np.inf)
-        maxs = np.full(len(sums), -np.inf)
-        np.minimum.at(mins, group, vals_sorted)
-        np.maximum.at(maxs, group, vals_sorted)
-        dup = counts > 1
-        warnings.warn(
-            f"ratings: {int(dup.sum())} duplicate (user, item) pair(s) ({int((counts - 1).sum())} extra row(s)) "
-            f"merged into their mean rating; {int((maxs[dup] > mins[dup]).sum())} of them had different ratings.",
-            DataWarning,
-            stacklevel=3,
-        )
+        vals = _merge_groups(np.cumsum(first) - 1, values[order], "ratings", stacklevel=3)
         key_u = key_sorted[first]
-        vals = sums / counts
     else:
         key_u = key_sorted
         vals = values[order]
@@ -339,19 +326,7 @@ def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
     src = users.get_indexer(a).astype(np.int64)
     dst = users.get_indexer(b).astype(np.int64)
 
-    keep = src != dst
-    n_loops = int((~keep).sum())
-    key = src * len(users) + dst
-    dup = pd.Index(key).duplicated(keep="first")
-    n_dup = int((dup & keep).sum())
-    keep &= ~dup
-    if n_loops or n_dup:
-        warnings.warn(
-            f"social: dropped {n_loops} self-loop(s) and {n_dup} duplicate edge(s) "
-            f"(kept the first of each duplicate); {int(keep.sum())} edge(s) remain.",
-            DataWarning,
-            stacklevel=4,
-        )
+    keep = _edges_to_keep(src * len(users) + dst, src == dst, "social", stacklevel=4)
     return src[keep], dst[keep], w[keep], users
 
 
@@ -432,3 +407,159 @@ def social_from_sparse(S, user_labels=None, *, columns: Columns = Columns()) -> 
     coo = _sparse_entries(S, "social")
     users = _axis_labels(user_labels, S.shape[0], "user_labels")
     return pd.DataFrame({columns.user: users[coo.row], columns.friend: users[coo.col], columns.weight: coo.data})
+
+
+# ---------------------------------------------------------------------------- repair policy
+# The duplicate and self-loop policy lives here once: build_dataset applies it in index
+# space at fit time, and the loaders (socialals.datasets, socialals.io) apply it to frames
+# when data are read, so cross-validation never splits one (user, item) pair across folds.
+
+
+def _merge_groups(group: np.ndarray, values: np.ndarray, source: str, stacklevel) -> np.ndarray:
+    """Mean rating of each group ``0..g-1`` (``group`` sorted or not); warn with counts."""
+    sums = np.bincount(group, weights=values)
+    counts = np.bincount(group)
+    mins = np.full(len(sums), np.inf)
+    maxs = np.full(len(sums), -np.inf)
+    np.minimum.at(mins, group, values)
+    np.maximum.at(maxs, group, values)
+    dup = counts > 1
+    if dup.any():
+        _warn(
+            f"{source}: {int(dup.sum())} duplicate (user, item) pair(s) ({int((counts - 1).sum())} extra row(s)) "
+            f"merged into their mean rating; {int((maxs[dup] > mins[dup]).sum())} of them had different ratings.",
+            stacklevel,
+        )
+    return sums / counts
+
+
+def _edges_to_keep(key: np.ndarray, loops: np.ndarray, source: str, stacklevel) -> np.ndarray:
+    """Mask of edges kept: self-loops dropped, then repeats of a key (the first kept)."""
+    keep = ~loops
+    dup = pd.Index(key).duplicated(keep="first")
+    n_dup = int((dup & keep).sum())
+    n_loops = int(loops.sum())
+    keep &= ~dup
+    if n_loops or n_dup:
+        _warn(
+            f"{source}: dropped {n_loops} self-loop(s) and {n_dup} duplicate edge(s) "
+            f"(kept the first of each duplicate); {int(keep.sum())} edge(s) remain.",
+            stacklevel,
+        )
+    return keep
+
+
+_PACKAGE_DIR = __file__.rsplit("data.py", 1)[0]
+
+
+def _warn(message: str, stacklevel) -> None:
+    """DataWarning from a repair helper; ``stacklevel`` counts from the helper's caller, and
+    ``None`` attributes the warning to the first caller outside socialals."""
+    if stacklevel is None:
+        frame, stacklevel = sys._getframe(1), 2
+        while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            frame, stacklevel = frame.f_back, stacklevel + 1
+    else:
+        stacklevel += 2  # as if warned by the function that called the helper
+    warnings.warn(message, DataWarning, stacklevel=stacklevel)
+
+
+def _pair_codes(first: pd.Series, second: pd.Series):
+    """Codes ``0..g-1`` of the (first, second) pairs in order of first occurrence, and ``g``."""
+    a, _ = pd.factorize(first, sort=False)
+    b, b_uniques = pd.factorize(second, sort=False)
+    codes, uniques = pd.factorize(a.astype(np.int64) * max(len(b_uniques), 1) + b, sort=False)
+    return codes, len(uniques)
+
+
+def merge_duplicate_ratings(ratings: pd.DataFrame, *, columns: Columns = Columns(), source: str = "ratings") -> pd.DataFrame:
+    """Return ``ratings`` with each repeated (user, item) pair merged into its mean rating.
+
+    The same policy :func:`build_dataset` applies at fit time, for loaders that read
+    data once and split it later (a pair must not land in two cross-validation folds).
+    Rows keep the order of each pair's first occurrence; other columns are dropped from
+    merged rows only in the sense that the first row's values are kept. The input is
+    not modified.
+
+    Parameters
+    ----------
+    ratings : DataFrame
+        Columns ``columns.user``, ``columns.item`` and a numeric ``columns.rating``.
+    columns : Columns
+        Column names.
+    source : str
+        Name used at the start of the warning (a data set or file name).
+
+    Returns
+    -------
+    DataFrame
+        A new frame, index ``0..n-1``.
+
+    Warns
+    -----
+    DataWarning
+        When pairs were merged, counting them and how many disagreed.
+
+    Examples
+    --------
+    >>> import pandas as pd, warnings
+    >>> df = pd.DataFrame({"user": [1, 1, 2], "item": [5, 5, 5], "rating": [3.0, 4.0, 2.0]})
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     merge_duplicate_ratings(df)
+       user  item  rating
+    0     1     5     3.5
+    1     2     5     2.0
+    """
+    c = columns
+    group, n_groups = _pair_codes(ratings[c.user], ratings[c.item])
+    if n_groups == len(ratings):
+        return ratings.reset_index(drop=True)
+    values = pd.to_numeric(ratings[c.rating]).to_numpy(dtype=np.float64)
+    means = _merge_groups(group, values, source, None)
+    first = ~pd.Index(group).duplicated(keep="first")
+    out = ratings.loc[first].reset_index(drop=True)
+    out[c.rating] = means.astype(ratings[c.rating].dtype if ratings[c.rating].dtype.kind == "f" else np.float64)
+    return out
+
+
+def clean_social(social: pd.DataFrame, *, columns: Columns = Columns(), source: str = "social") -> pd.DataFrame:
+    """Return ``social`` without self-loops and repeated directed edges (the first kept).
+
+    The same policy :func:`build_dataset` applies at fit time. The input is not modified.
+
+    Parameters
+    ----------
+    social : DataFrame
+        Columns ``columns.user`` and ``columns.friend`` (others are carried along).
+    columns : Columns
+        Column names.
+    source : str
+        Name used at the start of the warning.
+
+    Returns
+    -------
+    DataFrame
+        A new frame, index ``0..n-1``.
+
+    Warns
+    -----
+    DataWarning
+        When edges were dropped, counting self-loops and duplicates.
+
+    Examples
+    --------
+    >>> import pandas as pd, warnings
+    >>> s = pd.DataFrame({"user": [1, 1, 2, 1], "friend": [1, 2, 1, 2]})
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     clean_social(s)
+       user  friend
+    0     1       2
+    1     2       1
+    """
+    c = columns
+    key, _ = _pair_codes(social[c.user], social[c.friend])
+    loops = (social[c.user].to_numpy() == social[c.friend].to_numpy()) if len(social) else np.zeros(0, bool)
+    keep = _edges_to_keep(key, loops, source, None)
+    return social.loc[keep].reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""Real and synthetic rating data with a social (trust) graph.
+"""Real rating data sets with a social (trust) graph: loaders and a verified download cache.
 
 Every loader returns ``(ratings, social)``:
 
@@ -10,17 +10,15 @@ Every loader returns ``(ratings, social)``:
     ``weight`` (float64), one row per directed edge "``user`` trusts ``friend``";
     ``None`` for data sets without a social graph (MovieLens).
 
-Repair policy (the same for every loader)
------------------------------------------
-Raw files are repaired in this order, and every repair that changes something is
-reported by one :class:`~socialals.exceptions.DataWarning` whose message counts it:
-
-1. ratings outside the data set's documented scale (for example Ciao's 0 ratings on
-   a 1-5 scale) are **dropped**;
-2. (user, item) pairs that occur more than once are **averaged** into one row (the
-   mean may fall between the scale's steps, e.g. 3.25 on FilmTrust's half-star grid);
-3. trust self-loops are **dropped**;
-4. repeated trust edges are **dropped** (the first one is kept).
+Repair policy
+-------------
+Ratings outside the data set's documented scale (for example Ciao's 0 ratings on a 1-5
+scale) are **dropped** here, with a :class:`~socialals.exceptions.DataWarning` that
+counts them. The rest is the library's one policy, applied when the data are read
+(:func:`socialals.data.merge_duplicate_ratings` and :func:`socialals.data.clean_social`,
+the same code the models run at fit time): repeated (user, item) pairs are **averaged**
+into one row, trust self-loops and repeated trust edges are **dropped**, each counted by
+one warning that starts with the data set's name.
 
 Users who appear only in the trust graph (they have no rating) are **kept**: social
 models can still place them through their friends. Ids are kept as they are in the
@@ -28,37 +26,34 @@ files (they are not contiguous); nothing is re-indexed.
 
 Downloads
 ---------
-With ``path=None`` a loader downloads the official archive into the cache directory
-given by :func:`get_data_home` (``$SOCIALALS_DATA`` if set, else ``~/socialals_data``),
-checks it (size, SHA-256, zip CRCs), extracts it and reads it; later calls read the
-cache without any network access. See :func:`fetch` for the checksum policy.
+With ``path=None`` a loader downloads the official archive with :mod:`pooch` into the
+cache folder given by :func:`get_data_home` (``$SOCIALALS_DATA`` if set, else
+``~/socialals_data``), checks its SHA-256 and that it is an intact zip, extracts it
+(:class:`pooch.Unzip`) and reads it; later calls read the cache without any network
+access. See :func:`fetch` for the checksum policy.
+
+The synthetic generator lives in :mod:`socialals.synthetic`; it is re-exported here as
+:func:`make_social_ratings`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import socket
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import warnings
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 import scipy.io
 
-from ._validation import check_random_state, invalid
+from .data import clean_social, merge_duplicate_ratings
 from .exceptions import DataWarning
+from .synthetic import make_social_ratings
 
 __all__ = [
     "ChecksumError",
@@ -72,6 +67,7 @@ __all__ = [
     "load_filmtrust",
     "load_movielens_100k",
     "load_movielens_1m",
+    "make_downloader",
     "make_social_ratings",
 ]
 
@@ -79,8 +75,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _RATING_COLUMNS = ("user", "item", "rating")
 _SOCIAL_COLUMNS = ("user", "friend", "weight")
-_CHUNK_BYTES = 1 << 16
-_EXTRACTED_MARKER = ".socialals-extracted"
 
 
 # ---------------------------------------------------------------------------
@@ -96,7 +90,7 @@ class DownloadError(OSError):
 
 
 class ChecksumError(DownloadError, ValueError):
-    """A downloaded file's SHA-256 or size differs from the expected one.
+    """A downloaded file's SHA-256 differs from the expected one.
 
     The file has been deleted when this is raised; nothing was loaded.
     """
@@ -121,8 +115,6 @@ class RemoteArchive:
         Known SHA-256 of the archive (lower-case hex), or ``None`` when no trusted
         value is known; then the hash of the first download is recorded and later
         loads are checked against that record (trust on first use).
-    size : int or None
-        Known size in bytes, checked together with ``sha256``.
 
     Examples
     --------
@@ -134,13 +126,12 @@ class RemoteArchive:
     url: str
     filename: str
     sha256: Optional[str] = None
-    size: Optional[int] = None
 
 
-#: Official archives by data set name. The MovieLens hashes and sizes are the values
-#: published in TensorFlow Datasets' checksum list for these exact URLs; no trusted
-#: SHA-256 is published for FilmTrust, Ciao or Epinions, so those are ``None``
-#: (trust on first use, see :func:`fetch`). Tests and mirrors may monkeypatch entries.
+#: Official archives by data set name. The MovieLens hashes are the values published in
+#: TensorFlow Datasets' checksum list for these exact URLs; no trusted SHA-256 is
+#: published for FilmTrust, Ciao or Epinions, so those are ``None`` (trust on first
+#: use, see :func:`fetch`). Tests and mirrors may monkeypatch entries.
 REGISTRY = {
     "filmtrust": RemoteArchive(
         url="https://guoguibing.github.io/librec/datasets/filmtrust.zip",
@@ -158,56 +149,45 @@ REGISTRY = {
         url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
         filename="ml-100k.zip",
         sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
-        size=4924029,
     ),
     "movielens-1m": RemoteArchive(
         url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
         filename="ml-1m.zip",
         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-        size=5917549,
     ),
 }
 
 
 # ---------------------------------------------------------------------------
-# Cache directory and downloader
+# Cache folder and downloads (pooch)
 # ---------------------------------------------------------------------------
 
 
 def get_data_home(data_home: Optional[PathLike] = None) -> Path:
-    """Return (and create) the directory where downloaded data sets are cached.
+    """Return the folder where downloaded data sets are cached.
+
+    The folder is not created here; it is created by the first download.
 
     Parameters
     ----------
     data_home : str or path-like, optional
-        Explicit directory. When omitted, ``$SOCIALALS_DATA`` is used if set, else
+        Explicit folder. When omitted, ``$SOCIALALS_DATA`` is used if set, else
         ``~/socialals_data``.
 
     Returns
     -------
     pathlib.Path
-        The absolute cache directory; it exists when this returns.
+        The absolute cache folder.
 
     Examples
     --------
-    >>> import os, tempfile
     >>> from socialals.datasets import get_data_home
-    >>> get_data_home(tempfile.gettempdir()).is_dir()
-    True
+    >>> get_data_home("/tmp/somewhere").as_posix()
+    '/tmp/somewhere'
     """
     if data_home is None:
         data_home = os.environ.get("SOCIALALS_DATA") or os.path.join("~", "socialals_data")
-    home = Path(data_home).expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return Path(data_home).expanduser().resolve()
 
 
 def _record_path(target: Path) -> Path:
@@ -221,11 +201,7 @@ def _read_record(record: Path) -> Optional[str]:
     return text[0].lower() if text else None
 
 
-def _write_record(record: Path, digest: str, url: str) -> None:
-    record.write_text(f"{digest}  {url}\n", encoding="ascii")
-
-
-def _zip_problem(path: Path) -> Optional[str]:
+def _zip_problem(path) -> Optional[str]:
     """Describe why ``path`` is not an intact zip archive, or return None if it is."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -237,6 +213,10 @@ def _zip_problem(path: Path) -> Optional[str]:
     return None
 
 
+class _CorruptArchive(Exception):
+    pass
+
+
 def _stderr_is_tty() -> bool:
     try:
         return sys.stderr is not None and sys.stderr.isatty()
@@ -244,206 +224,115 @@ def _stderr_is_tty() -> bool:
         return False
 
 
-class _TextProgress:
-    """Plain one-line progress on a stream, used when tqdm is not installed."""
-
-    def __init__(self, total: Optional[int], desc: str, stream, min_interval: float = 0.2):
-        self.total = total
-        self.desc = desc
-        self.stream = stream
-        self.done = 0
-        self.min_interval = min_interval
-        self._last = 0.0
-
-    def _render(self) -> None:
-        mib = self.done / 2**20
-        if self.total:
-            share = 100 * self.done / self.total
-            line = f"\r{self.desc}: {mib:.1f}/{self.total / 2**20:.1f} MiB ({share:3.0f}%)"
-        else:
-            line = f"\r{self.desc}: {mib:.1f} MiB"
-        self.stream.write(line)
-        self.stream.flush()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self._last >= self.min_interval:
-            self._last = now
-            self._render()
-
-    def close(self) -> None:
-        self._render()
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-@contextmanager
-def _progress_bar(total: Optional[int], desc: str, enabled: bool) -> Iterator:
-    if not enabled:
-        bar = _NoProgress()
-    else:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            bar = _TextProgress(total, desc, sys.stderr)
-        else:
-            bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
+def _show_progress(progress: bool) -> bool:
+    if not (progress and _stderr_is_tty()):
+        return False
     try:
-        yield bar
-    finally:
-        bar.close()
+        import tqdm  # noqa: F401  (the bar is drawn by tqdm)
+    except ImportError:
+        return False
+    return True
+
+
+def make_downloader(timeout: float = 60.0, progress: bool = False):
+    """The downloader :func:`fetch` hands to :func:`pooch.retrieve`: HTTP(S) with a total deadline.
+
+    It follows pooch's downloader protocol ``(url, output_file, pooch)``. pooch's own
+    :class:`pooch.HTTPDownloader` bounds each socket read (``requests``' timeout), so a
+    server that trickles a byte now and then could hold the caller for ever; this one
+    bounds the whole transfer: ``timeout`` seconds for connecting and every byte, checked
+    between single socket reads (``read1``), each read waiting at most the time left.
+    It also checks the byte count against ``Content-Length`` and rejects a ``.zip`` that
+    fails its CRC check, before pooch moves the file into the cache (on any error pooch
+    deletes its temporary file).
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds the whole download may take.
+    progress : bool
+        Draw a tqdm progress bar on standard error.
+    """
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def download(url, output_file, pooch_instance=None):
+        deadline = time.monotonic() + timeout
+
+        def too_slow(received: int) -> DownloadError:
+            return DownloadError(
+                f"Download of {url} did not finish within timeout={timeout:g} s ({received:,} bytes "
+                "received); nothing was kept. Pass a larger timeout for a slow connection."
+            )
+
+        request = urllib.request.Request(url, headers={"User-Agent": "socialals-datasets"})
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(f"Could not download {url}: HTTP {exc.code} {exc.reason}.") from None
+        except (TimeoutError, socket.timeout):
+            raise too_slow(0) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DownloadError(f"Could not download {url}: {getattr(exc, 'reason', exc)}.") from None
+        with response:
+            header = response.headers.get("Content-Length")
+            announced = int(header) if header is not None and header.strip().isdigit() else None
+            read = getattr(response, "read1", response.read)
+            sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=announced, unit="B", unit_scale=True, unit_divisor=1024, leave=True,
+                           desc=os.path.basename(str(url)))
+            received = 0
+            try:
+                with open(output_file, "wb") as handle:
+                    while True:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise too_slow(received)
+                        if sock is not None and hasattr(sock, "settimeout"):
+                            sock.settimeout(remaining)
+                        try:
+                            block = read(1 << 16)
+                        except (TimeoutError, socket.timeout):
+                            raise too_slow(received) from None
+                        except OSError as exc:  # includes http.client.IncompleteRead's parents
+                            raise DownloadError(
+                                f"Download of {url} was interrupted after {received:,} bytes ({exc}); "
+                                "nothing was kept."
+                            ) from None
+                        if not block:
+                            break
+                        handle.write(block)
+                        received += len(block)
+                        if bar is not None:
+                            bar.update(len(block))
+            finally:
+                if bar is not None:
+                    bar.close()
+        if announced is not None and received != announced:
+            raise DownloadError(
+                f"Download of {url} is incomplete: the server announced {announced:,} bytes "
+                f"(Content-Length) but sent {received:,}; nothing was kept."
+            )
+        if str(url).lower().split("?")[0].endswith(".zip"):
+            problem = _zip_problem(output_file)
+            if problem is not None:
+                raise _CorruptArchive(problem)
+
+    return download
 
 
 def _filename_from_url(url: str) -> str:
+    import urllib.parse
+
     name = os.path.basename(urllib.parse.urlparse(url).path)
     if not name:
         raise ValueError(f"Cannot derive a file name from the URL {url!r}; pass filename=.")
     return name
-
-
-def _download(
-    url: str,
-    target: Path,
-    expected_sha256: Optional[str],
-    expected_size: Optional[int],
-    *,
-    progress: bool,
-    timeout: float,
-    hash_origin: str,
-) -> str:
-    """Stream ``url`` to ``target`` through a ``.part`` file; return the SHA-256."""
-    # A unique temporary name, so that two processes filling one cache cannot mix bytes.
-    handle, part_name = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
-    os.close(handle)
-    part = Path(part_name)
-    request = urllib.request.Request(url, headers={"User-Agent": "socialals-datasets"})
-    # ``timeout`` bounds the whole download, not each read: a server that trickles a
-    # byte now and then must not hold the caller for ever.
-    deadline = time.monotonic() + timeout
-
-    def too_slow(received: int) -> DownloadError:
-        return DownloadError(
-            f"Download of {url} did not finish within timeout={timeout:g} s ({received:,} bytes "
-            "received); the partial file was deleted. Pass a larger timeout for a slow connection."
-        )
-
-    try:
-        try:
-            response = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            raise DownloadError(f"Could not download {url}: HTTP {exc.code} {exc.reason}.") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DownloadError(f"Could not download {url}: {reason}.") from exc
-        with response:
-            header = response.headers.get("Content-Length")
-            announced = int(header) if header is not None and header.strip().isdigit() else None
-            digest = hashlib.sha256()
-            received = 0
-            enabled = progress and _stderr_is_tty()
-            bar_total = announced or expected_size
-            # read1: one socket read per call, so the deadline is checked between them;
-            # each read waits at most the time left (best effort: urllib does not expose
-            # the socket, and without it a silent server is still cut after ``timeout``).
-            read = getattr(response, "read1", response.read)
-            sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
-            with open(part, "wb") as fh, _progress_bar(bar_total, target.name, enabled) as bar:
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise too_slow(received)
-                    if sock is not None and hasattr(sock, "settimeout"):
-                        sock.settimeout(remaining)
-                    try:
-                        block = read(_CHUNK_BYTES)
-                    except (TimeoutError, socket.timeout) as exc:
-                        raise too_slow(received) from exc
-                    except (http.client.IncompleteRead, OSError) as exc:
-                        raise DownloadError(
-                            f"Download of {url} was interrupted after {received:,} bytes ({exc}); "
-                            "the partial file was deleted."
-                        ) from exc
-                    if not block:
-                        break
-                    fh.write(block)
-                    digest.update(block)
-                    received += len(block)
-                    bar.update(len(block))
-        if announced is not None and received != announced:
-            raise DownloadError(
-                f"Download of {url} is incomplete: the server announced {announced:,} bytes "
-                f"(Content-Length) but sent {received:,}; the partial file was deleted."
-            )
-        if expected_size is not None and received != expected_size:
-            raise ChecksumError(
-                f"Download of {url} has the wrong size: expected {expected_size:,} bytes, "
-                f"got {received:,}; the file was deleted."
-            )
-        actual = digest.hexdigest()
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise ChecksumError(
-                f"Checksum mismatch for {url}: expected SHA-256 {expected_sha256} ({hash_origin}), "
-                f"got {actual}; the file was deleted and not loaded."
-            )
-        if target.suffix.lower() == ".zip":
-            problem = _zip_problem(part)
-            if problem is not None:
-                raise DownloadError(
-                    f"The archive downloaded from {url} is corrupt: {problem}; it was deleted."
-                )
-        os.replace(part, target)
-        return actual
-    finally:
-        if part.exists():
-            part.unlink()
-
-
-def _fetch(
-    url: str,
-    sha256: Optional[str],
-    *,
-    dest_dir: Optional[PathLike],
-    filename: Optional[str],
-    size: Optional[int],
-    progress: bool,
-    timeout: float,
-) -> Tuple[Path, str]:
-    dest = get_data_home(dest_dir)
-    target = dest / (filename or _filename_from_url(url))
-    record = _record_path(target)
-    if sha256 is not None:
-        expected, origin = sha256.strip().lower(), "given"
-    else:
-        expected, origin = _read_record(record), f"recorded at first download in {record}"
-        if expected is not None:
-            size = None  # the record carries no size; the hash is the stronger check anyway
-
-    if target.is_file():
-        actual = _sha256_of(target)
-        if expected is None:
-            # A file put there by hand before any record existed: accept it once if intact.
-            if target.suffix.lower() != ".zip" or _zip_problem(target) is None:
-                _write_record(record, actual, url)
-                return target, actual
-        elif actual == expected:
-            return target, actual
-        # Corrupt or stale cached copy: fetch it again and check the new copy.
-        target.unlink()
-
-    actual = _download(
-        url, target, expected, size, progress=progress, timeout=timeout, hash_origin=origin
-    )
-    _write_record(record, actual, url)
-    return target, actual
 
 
 def fetch(
@@ -452,19 +341,18 @@ def fetch(
     *,
     dest_dir: Optional[PathLike] = None,
     filename: Optional[str] = None,
-    size: Optional[int] = None,
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Download ``url`` into the cache once, verify it and return its local path.
+    """Download ``url`` into the cache once (with :func:`pooch.retrieve`), verify it, return its path.
 
-    The file is streamed to a temporary ``<name>.*.part`` file and only renamed to ``<name>`` once every
-    check passed: the byte count equals the ``Content-Length`` the server announced
-    (and ``size`` if given), the SHA-256 equals the expected one, and a ``.zip`` opens
-    and passes :meth:`zipfile.ZipFile.testzip`. On any failure the partial file is
-    deleted and :class:`DownloadError` (an :class:`OSError`) or :class:`ChecksumError`
-    (also a :class:`ValueError`) is raised naming the URL and the expected and actual
-    values. If the cached copy already matches the expected hash, no request is made.
+    pooch streams the file (through :func:`make_downloader`, whose ``timeout`` bounds the
+    whole transfer) to a temporary name in the cache folder and moves it into place only
+    when its SHA-256 matches the expected one; a ``.zip`` must also pass
+    :meth:`zipfile.ZipFile.testzip`. On any failure nothing is left behind and
+    :class:`DownloadError` (an :class:`OSError`) or :class:`ChecksumError` (also a
+    :class:`ValueError`) is raised naming the URL. If the cached copy already matches
+    the expected hash, no request is made.
 
     Checksum policy: the expected SHA-256 is ``sha256`` when given. Otherwise the hash
     recorded next to the file (``<name>.sha256``, written after every successful
@@ -477,21 +365,19 @@ def fetch(
     Parameters
     ----------
     url : str
-        Address to download (``http``, ``https`` or ``file``).
+        Address to download (``http`` or ``https``).
     sha256 : str, optional
         Expected SHA-256 as hex; ``None`` for trust on first use.
     dest_dir : str or path-like, optional
-        Directory to store the file in; defaults to :func:`get_data_home`.
+        Folder to store the file in; defaults to :func:`get_data_home`.
     filename : str, optional
         Local file name; defaults to the last component of the URL path.
-    size : int, optional
-        Expected size in bytes (ignored when checking against a recorded hash).
     progress : bool, default=True
-        Show a progress bar on standard error (tqdm when installed, else a plain
-        line). It is never shown when standard error is not a terminal.
+        Show a tqdm progress bar on standard error when it is a terminal and tqdm is
+        installed.
     timeout : float, default=60.0
         Seconds the whole download may take (connecting and every byte); a slower
-        transfer is stopped with :class:`DownloadError`.
+        transfer is stopped with :class:`DownloadError` (see :func:`make_downloader`).
 
     Returns
     -------
@@ -503,7 +389,7 @@ def fetch(
     DownloadError
         HTTP or network error, truncated transfer, or corrupt zip archive.
     ChecksumError
-        SHA-256 or size mismatch.
+        SHA-256 mismatch.
 
     Examples
     --------
@@ -511,24 +397,49 @@ def fetch(
     >>> path = fetch("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
     ...              "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229")  # doctest: +SKIP
     """
-    path, _ = _fetch(
-        url, sha256, dest_dir=dest_dir, filename=filename, size=size, progress=progress, timeout=timeout
-    )
-    return path
+    import pooch
 
+    home = get_data_home(dest_dir)
+    target = home / (filename or _filename_from_url(url))
+    record = _record_path(target)
+    if sha256 is not None:
+        expected, origin = sha256.strip().lower(), "given"
+    else:
+        expected, origin = _read_record(record), f"recorded at first download in {record}"
+        if expected is None and target.is_file():
+            # A file put there by hand before any record existed: accept it once if intact.
+            if target.suffix.lower() != ".zip" or _zip_problem(target) is None:
+                record.write_text(f"{pooch.file_hash(str(target))}  {url}\n", encoding="ascii")
+                return target
+            target.unlink()
 
-def _extract(archive: Path, digest: str, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` unless the marker says it already was."""
-    marker = dest / _EXTRACTED_MARKER
-    if marker.is_file() and marker.read_text(encoding="ascii").strip() == digest:
-        return dest
-    dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(archive) as zf:
-        # ZipFile.extractall drops absolute paths and ".." components, so members
-        # cannot be written outside ``dest``.
-        zf.extractall(dest)
-    marker.write_text(digest + "\n", encoding="ascii")
-    return dest
+    existed = home.exists()
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")  # pooch's INFO lines advise on pooch.retrieve's own arguments
+    try:
+        pooch.retrieve(
+            url,
+            known_hash=None if expected is None else f"sha256:{expected}",
+            fname=target.name,
+            path=home,
+            downloader=make_downloader(timeout, _show_progress(progress)),
+        )
+    except _CorruptArchive as exc:
+        raise DownloadError(f"The archive downloaded from {url} is corrupt: {exc}; it was deleted.") from None
+    except ValueError as exc:  # pooch's hash check
+        if target.exists() and expected is not None and pooch.file_hash(str(target)) != expected:
+            target.unlink()
+        raise ChecksumError(
+            f"Checksum mismatch for {url}: expected SHA-256 {expected} ({origin}). {exc}"
+        ) from None
+    finally:
+        logger.setLevel(level)
+        if not existed and home.is_dir() and not any(home.iterdir()):
+            home.rmdir()  # leave no empty cache folder behind a failed first download
+    if expected is None:
+        record.write_text(f"{pooch.file_hash(str(target))}  {url}\n", encoding="ascii")
+    return target
 
 
 def _download_dataset(
@@ -540,24 +451,28 @@ def _download_dataset(
     progress: bool,
     timeout: float,
 ) -> Path:
-    """Fetch and extract the archive of ``name``; return the extraction folder."""
+    """Fetch and extract (:class:`pooch.Unzip`) the archive of ``name``; return the folder."""
+    import pooch
+
     spec = REGISTRY[name]
-    if sha256 is None:
-        # A mirror given by ``url`` must serve the same bytes as the official address.
-        sha256, size = spec.sha256, spec.size
-    else:
-        size = None
-    home = get_data_home(data_home)
-    archive, digest = _fetch(
+    # A mirror given by ``url`` must serve the same bytes as the official address.
+    archive = fetch(
         url or spec.url,
-        sha256,
-        dest_dir=home,
+        sha256 if sha256 is not None else spec.sha256,
+        dest_dir=data_home,
         filename=spec.filename,
-        size=size,
         progress=progress,
         timeout=timeout,
     )
-    return _extract(archive, digest, home / name)
+    # Unzip re-extracts when a member is missing from the folder; a changed archive
+    # (a new download) is extracted afresh because its digest is kept in a marker.
+    folder = archive.parent / name
+    marker = folder / ".socialals-extracted"
+    digest = _read_record(_record_path(archive)) or pooch.file_hash(str(archive))
+    fresh = marker.is_file() and marker.read_text(encoding="ascii").strip() == digest
+    pooch.Unzip(extract_dir=name)(str(archive), "fetch" if fresh else "download", None)
+    marker.write_text(digest + "\n", encoding="ascii")
+    return folder
 
 
 def _resolve_folder(path: Optional[PathLike], name: str, **download_options) -> Path:
@@ -573,10 +488,11 @@ def _resolve_folder(path: Optional[PathLike], name: str, **download_options) -> 
 
 
 def _warn(message: str) -> None:
-    """Emit a DataWarning attributed to the first caller outside this module."""
+    """Emit a DataWarning attributed to the first caller outside socialals."""
     frame = sys._getframe(1)
     level = 2  # stacklevel 2 is the caller of _warn, i.e. ``frame``
-    while frame is not None and frame.f_code.co_filename == __file__:
+    package = os.path.dirname(__file__)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
         frame = frame.f_back
         level += 1
     warnings.warn(message, DataWarning, stacklevel=level)
@@ -647,7 +563,7 @@ def _social_frame(users, friends, weights, path: Path, dataset: str) -> pd.DataF
 
 
 def _clean_ratings(frame: pd.DataFrame, scale: Tuple[float, float], dataset: str) -> pd.DataFrame:
-    """Drop out-of-scale ratings, then average duplicated (user, item) pairs."""
+    """Drop out-of-scale ratings, then average duplicated pairs (data.merge_duplicate_ratings)."""
     low, high = scale
     outside = ~frame["rating"].between(low, high)  # NaN counts as outside
     n_outside = int(outside.sum())
@@ -659,35 +575,14 @@ def _clean_ratings(frame: pd.DataFrame, scale: Tuple[float, float], dataset: str
             f"(values: {shown})."
         )
         frame = frame.loc[~outside]
-    repeated = frame.duplicated(["user", "item"], keep=False)
-    if repeated.any():
-        groups = frame.loc[repeated].groupby(["user", "item"], sort=False)["rating"]
-        n_pairs = groups.ngroups
-        n_surplus = int(repeated.sum()) - n_pairs
-        n_disagree = int((groups.nunique() > 1).sum())
-        frame = frame.groupby(["user", "item"], sort=False, as_index=False)["rating"].mean()
-        _warn(
-            f"{dataset}: {n_pairs:,} (user, item) pairs were rated more than once "
-            f"({n_surplus:,} surplus rows, {n_disagree:,} pairs with differing ratings); "
-            "each pair's ratings were averaged into one row."
-        )
+    frame = merge_duplicate_ratings(frame, source=dataset)
     frame = frame.reset_index(drop=True)
     return frame.astype({"user": np.int64, "item": np.int64, "rating": np.float64})[list(_RATING_COLUMNS)]
 
 
 def _clean_social(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Drop trust self-loops, then repeated edges (keeping the first)."""
-    loops = frame["user"].to_numpy() == frame["friend"].to_numpy()
-    if loops.any():
-        _warn(f"{dataset}: dropped {int(loops.sum()):,} trust self-loops (a user trusting themself).")
-        frame = frame.loc[~loops]
-    repeated = frame.duplicated(["user", "friend"], keep="first")
-    if repeated.any():
-        _warn(
-            f"{dataset}: dropped {int(repeated.sum()):,} repeated trust edges "
-            "(the first occurrence of each was kept)."
-        )
-        frame = frame.loc[~repeated]
+    """Drop trust self-loops, then repeated edges (the library's policy, data.clean_social)."""
+    frame = clean_social(frame, source=dataset)
     frame = frame.reset_index(drop=True)
     return frame.astype({"user": np.int64, "friend": np.int64, "weight": np.float64})[list(_SOCIAL_COLUMNS)]
 
@@ -723,7 +618,10 @@ def _load_mat_matrix(path: Path, preferred: str, min_columns: int, dataset: str)
 
 
 def _read_tang(folder: Path, dataset: str) -> Tuple[pd.DataFrame, pd.DataFrame]:
-    """Read Jiliang Tang's ``rating.mat`` / ``trustnetwork.mat`` layout (Ciao, Epinions)."""
+    """Read Jiliang Tang's ``rating.mat`` / ``trustnetwork.mat`` layout (Ciao, Epinions).
+
+    ``dataset`` names the data in errors and warnings (the folder's name for a folder
+    that is neither Ciao nor Epinions)."""
     rating_path, trust_path = folder / "rating.mat", folder / "trustnetwork.mat"
     rating = _load_mat_matrix(rating_path, "rating", 4, dataset)
     # columns: user, product, category, rating, helpfulness (, timestamp in later releases)
@@ -804,19 +702,23 @@ def load_filmtrust(
     root = _resolve_folder(
         path, "filmtrust", data_home=data_home, url=url, sha256=sha256, progress=progress, timeout=timeout
     )
-    folder = _locate(root, ("ratings.txt", "trust.txt"), "FilmTrust")
+    return _read_filmtrust(_locate(root, ("ratings.txt", "trust.txt"), "FilmTrust"), "FilmTrust")
+
+
+def _read_filmtrust(folder: Path, dataset: str) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the FilmTrust layout (``ratings.txt``, ``trust.txt``); ``dataset`` names it in messages."""
     ratings_path, trust_path = folder / "ratings.txt", folder / "trust.txt"
-    raw = _read_text_table(ratings_path, r"\s+", (0, 1, 2), _RATING_COLUMNS, "FilmTrust")
-    ratings = _ratings_frame(raw["user"], raw["item"], raw["rating"], ratings_path, "FilmTrust")
+    raw = _read_text_table(ratings_path, r"\s+", (0, 1, 2), _RATING_COLUMNS, dataset)
+    ratings = _ratings_frame(raw["user"], raw["item"], raw["rating"], ratings_path, dataset)
     try:
         trust = pd.read_csv(trust_path, sep=r"\s+", header=None)
     except pd.errors.EmptyDataError:
         trust = pd.DataFrame({0: [], 1: []})
     if trust.shape[1] < 2:
-        raise ValueError(f"FilmTrust: {str(trust_path)!r} must have 'trustor trustee [value]' rows.")
+        raise ValueError(f"{dataset}: {str(trust_path)!r} must have 'trustor trustee [value]' rows.")
     weights = trust[2].to_numpy(dtype=np.float64) if trust.shape[1] > 2 else None
-    social = _social_frame(trust[0], trust[1], weights, trust_path, "FilmTrust")
-    return _clean_ratings(ratings, (0.5, 4.0), "FilmTrust"), _clean_social(social, "FilmTrust")
+    social = _social_frame(trust[0], trust[1], weights, trust_path, dataset)
+    return _clean_ratings(ratings, (0.5, 4.0), dataset), _clean_social(social, dataset)
 
 
 @_with_download_parameters
@@ -1017,259 +919,3 @@ def load_movielens_1m(
     raw = _read_text_table(data_path, ":", (0, 2, 4), _RATING_COLUMNS, "MovieLens 1M")
     ratings = _ratings_frame(raw["user"], raw["item"], raw["rating"], data_path, "MovieLens 1M")
     return _clean_ratings(ratings, (1.0, 5.0), "MovieLens 1M"), None
-
-
-# ---------------------------------------------------------------------------
-# Synthetic data
-# ---------------------------------------------------------------------------
-
-
-def _check_param(name: str, value, ok: bool, requirement: str) -> None:
-    if not ok:
-        raise invalid(name, "make_social_ratings", requirement, value)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    return numeric and bool(np.isfinite(value))
-
-
-def make_social_ratings(
-    n_users: int = 1000,
-    n_items: int = 500,
-    n_factors: int = 8,
-    density: float = 0.08,
-    n_friends: float = 10.0,
-    homophily: float = 0.8,
-    noise: float = 0.5,
-    cold_start_fraction: float = 0.2,
-    social_only_users: int = 0,
-    rating_scale: Tuple[float, float] = (1, 5),
-    rating_step: Optional[float] = 1.0,
-    n_communities: int = 10,
-    return_truth: bool = False,
-    random_state=None,
-):
-    r"""Generate ratings and a trust graph in which friends share tastes.
-
-    The generative model:
-
-    * users belong to one of ``n_communities`` latent communities with centre
-      :math:`c_k`; user factors are :math:`u = \sqrt{h}\, c_{k(u)} + \sqrt{1-h}\,
-      e_u` with :math:`h` = ``homophily`` and private noise :math:`e_u`, so two users
-      of one community have taste correlation :math:`h` and any user's factor
-      variance does not depend on :math:`h`;
-    * each user trusts a geometric number of others (mean ``n_friends``); each
-      friend is drawn from the user's own community with probability :math:`h`, else
-      uniformly from everyone. Edges are directed, without self-loops or repeats;
-    * item popularity is Zipf-like (weight :math:`1/\mathrm{rank}`), and each user
-      rates a popularity-weighted sample of distinct items. Rating counts are
-      log-normal (at least 5), except for a ``cold_start_fraction`` of users who
-      rate only 1 to 4 items;
-    * a rating is :math:`\mu + b_u + b_i + u^\top v_i + \varepsilon` with
-      :math:`\varepsilon \sim N(0, \mathrm{noise}^2)`, rounded to ``rating_step``
-      from the bottom of the scale and clipped into ``rating_scale``. Popular items
-      have slightly higher biases.
-
-    The defaults (1,000 users, 500 items, about 40,000 ratings) generate in well under
-    a second.
-
-    Parameters
-    ----------
-    n_users : int, default=1000
-        Users with at least one rating; their ids are ``0 .. n_users - 1``.
-    n_items : int, default=500
-        Items; ids ``0 .. n_items - 1`` (items in the far popularity tail may get no
-        rating).
-    n_factors : int, default=8
-        Dimension of the true user and item factors.
-    density : float, default=0.08
-        Target fraction of the ``n_users x n_items`` matrix that is rated.
-    n_friends : float, default=10.0
-        Mean number of users each user trusts (some users trust no one).
-    homophily : float, default=0.8
-        In [0, 1]: the share of taste variance a user shares with their community,
-        and the probability that a friend comes from the same community.
-    noise : float, default=0.5
-        Standard deviation of the rating noise, in rating units.
-    cold_start_fraction : float, default=0.2
-        Fraction of the ``n_users`` users who rate only 1-4 items.
-    social_only_users : int, default=0
-        Extra users (ids ``n_users ..``) who trust at least one user but rate nothing,
-        like FilmTrust's 134 trust-only users. Zero by default so that plain and social
-        models see the same users.
-    rating_scale : tuple of two floats, default=(1, 5)
-        Lowest and highest rating.
-    rating_step : float or None, default=1.0
-        Rating granularity (e.g. 0.5 for half stars); ``None`` keeps continuous values.
-    n_communities : int, default=10
-        Number of latent communities.
-    return_truth : bool, default=False
-        Also return a dict with the true parameters: ``user_factors`` (one row per
-        user id, social-only users included), ``item_factors``, ``user_bias``,
-        ``item_bias``, ``global_mean``, ``community``, ``cold_start_users`` and
-        ``social_only_users``.
-    random_state : None, int or numpy.random.Generator
-        Seed; the same seed gives the same data.
-
-    Returns
-    -------
-    ratings : pandas.DataFrame
-        Columns ``user``, ``item`` (int64) and ``rating`` (float64), sorted by user then
-        item, one row per pair.
-    social : pandas.DataFrame
-        Columns ``user``, ``friend`` (int64) and ``weight`` (float64, all 1.0).
-    truth : dict
-        Only when ``return_truth`` is true.
-
-    Examples
-    --------
-    >>> from socialals.datasets import make_social_ratings
-    >>> ratings, social = make_social_ratings(n_users=200, n_items=100, random_state=0)
-    >>> list(ratings.columns), list(social.columns)
-    (['user', 'item', 'rating'], ['user', 'friend', 'weight'])
-    >>> bool(ratings["rating"].between(1, 5).all())
-    True
-    """
-    _check_param("n_users", n_users, _is_int(n_users) and n_users >= 2, "an int >= 2")
-    _check_param("n_items", n_items, _is_int(n_items) and n_items >= 5, "an int >= 5")
-    _check_param("n_factors", n_factors, _is_int(n_factors) and n_factors >= 1, "an int >= 1")
-    _check_param("density", density, _is_real(density) and 0 < density <= 1, "a float in (0, 1]")
-    _check_param("n_friends", n_friends, _is_real(n_friends) and n_friends >= 0, "a float >= 0")
-    _check_param("homophily", homophily, _is_real(homophily) and 0 <= homophily <= 1, "a float in [0, 1]")
-    _check_param("noise", noise, _is_real(noise) and noise >= 0, "a float >= 0")
-    _check_param(
-        "cold_start_fraction",
-        cold_start_fraction,
-        _is_real(cold_start_fraction) and 0 <= cold_start_fraction <= 1,
-        "a float in [0, 1]",
-    )
-    _check_param(
-        "social_only_users",
-        social_only_users,
-        _is_int(social_only_users) and social_only_users >= 0,
-        "an int >= 0",
-    )
-    scale_ok = (
-        isinstance(rating_scale, (tuple, list))
-        and len(rating_scale) == 2
-        and all(_is_real(v) for v in rating_scale)
-        and rating_scale[0] < rating_scale[1]
-    )
-    _check_param("rating_scale", rating_scale, scale_ok, "a pair (low, high) with low < high")
-    _check_param(
-        "rating_step",
-        rating_step,
-        rating_step is None or (_is_real(rating_step) and rating_step > 0),
-        "None or a float > 0",
-    )
-    _check_param("n_communities", n_communities, _is_int(n_communities) and n_communities >= 1, "an int >= 1")
-
-    rng = check_random_state(random_state, "make_social_ratings")
-    low, high = float(rating_scale[0]), float(rating_scale[1])
-    unit = (high - low) / 4.0  # effect sizes below are in "stars of a 1-5 scale"
-    n_total = n_users + social_only_users
-
-    # Tastes: community centre plus private noise, variance-preserving mix.
-    signal_sd = 0.8 * unit  # standard deviation of u.v
-    factor_sd = (signal_sd**2 / n_factors) ** 0.25
-    community = rng.integers(n_communities, size=n_total)
-    centres = rng.normal(0.0, factor_sd, size=(n_communities, n_factors))
-    own = rng.normal(0.0, factor_sd, size=(n_total, n_factors))
-    user_factors = np.sqrt(homophily) * centres[community] + np.sqrt(1.0 - homophily) * own
-    item_factors = rng.normal(0.0, factor_sd, size=(n_items, n_factors))
-
-    # Long-tailed popularity, and popular items rated a little higher.
-    popularity = 1.0 / (rng.permutation(n_items) + 1.0)
-    popularity /= popularity.sum()
-    log_pop = np.log(popularity)
-    item_bias = rng.normal(0.0, 0.3 * unit, size=n_items)
-    item_bias += 0.15 * unit * (log_pop - log_pop.mean()) / log_pop.std()
-    user_bias = rng.normal(0.0, 0.3 * unit, size=n_total)
-    global_mean = low + 0.65 * (high - low)
-
-    # How many items each rating user rates.
-    n_cold = int(round(cold_start_fraction * n_users))
-    cold_users = np.sort(rng.choice(n_users, size=n_cold, replace=False))
-    counts = np.empty(n_users, dtype=np.int64)
-    counts[cold_users] = rng.integers(1, 5, size=n_cold)
-    warm = np.setdiff1d(np.arange(n_users), cold_users)
-    if warm.size:
-        target_warm = max(density * n_users * n_items - counts[cold_users].sum(), 5.0 * warm.size)
-        spread = rng.lognormal(0.0, 0.7, size=warm.size)
-        counts[warm] = np.rint(spread / spread.mean() * target_warm / warm.size).astype(np.int64)
-        counts[warm] = np.clip(counts[warm], 5, n_items)
-
-    # Popularity-weighted sampling without replacement (Gumbel top-k), in row blocks.
-    users_out, items_out = [], []
-    block = max(1, 2_000_000 // n_items)
-    for start in range(0, n_users, block):
-        stop = min(start + block, n_users)
-        keys = log_pop[None, :] + rng.gumbel(size=(stop - start, n_items))
-        order = np.argsort(-keys, axis=1)
-        take = np.arange(n_items)[None, :] < counts[start:stop, None]
-        items_out.append(order[take])
-        users_out.append(np.repeat(np.arange(start, stop), counts[start:stop]))
-    users = np.concatenate(users_out)
-    items = np.concatenate(items_out)
-
-    values = (
-        global_mean
-        + user_bias[users]
-        + item_bias[items]
-        + np.einsum("ij,ij->i", user_factors[users], item_factors[items])
-        + rng.normal(0.0, noise, size=users.size)
-    )
-    if rating_step is not None:
-        values = low + rating_step * np.rint((values - low) / rating_step)
-    values = np.clip(values, low, high)
-    ratings = pd.DataFrame(
-        {"user": users.astype(np.int64), "item": items.astype(np.int64), "rating": values.astype(np.float64)}
-    ).sort_values(["user", "item"], ignore_index=True)
-
-    # Trust graph with homophily.
-    members = [np.flatnonzero(community == k) for k in range(n_communities)]
-    degrees = rng.geometric(1.0 / (1.0 + n_friends), size=n_total) - 1
-    degrees[n_users:] = np.maximum(degrees[n_users:], 1)
-    degrees = np.minimum(degrees, n_total - 1)
-    trustors, trustees = [], []
-    for user in range(n_total):
-        degree = int(degrees[user])
-        if degree == 0:
-            continue
-        pool = members[community[user]]
-        pool = pool[pool != user]
-        n_inside = min(int(rng.binomial(degree, homophily)), pool.size)
-        chosen = rng.choice(pool, size=n_inside, replace=False) if n_inside else np.empty(0, dtype=np.int64)
-        n_rest = degree - n_inside
-        if n_rest:
-            extra = rng.choice(n_total, size=min(n_total, degree + 1), replace=False)
-            extra = extra[(extra != user) & ~np.isin(extra, chosen)][:n_rest]
-            chosen = np.concatenate([chosen, extra])
-        trustors.append(np.full(chosen.size, user, dtype=np.int64))
-        trustees.append(chosen.astype(np.int64))
-    social = pd.DataFrame(
-        {
-            "user": np.concatenate(trustors) if trustors else np.empty(0, dtype=np.int64),
-            "friend": np.concatenate(trustees) if trustees else np.empty(0, dtype=np.int64),
-        }
-    )
-    social["weight"] = 1.0
-
-    if not return_truth:
-        return ratings, social
-    truth = {
-        "user_factors": user_factors,
-        "item_factors": item_factors,
-        "user_bias": user_bias,
-        "item_bias": item_bias,
-        "global_mean": global_mean,
-        "community": community,
-        "cold_start_users": cold_users,
-        "social_only_users": np.arange(n_users, n_total),
-    }
-    return ratings, social, truth

@@ -5,7 +5,57 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The CI copy of the real data sets: ``../shared/datasets`` beside the checkout, or the
+#: folder named by ``$SOCIALALS_SHARED_DATASETS`` (a checkout elsewhere, e.g. a worktree).
+SHARED_DATASETS = Path(os.environ.get("SOCIALALS_SHARED_DATASETS") or REPO_ROOT.parent / "shared" / "datasets")
+#: The user's download cache as it was before the suite redirected it (read, never written).
+USER_DATA_HOME = Path(os.environ.get("SOCIALALS_DATA") or Path("~", "socialals_data")).expanduser()
+
+
+def pytest_configure(config):
+    """Send every download of the suite (and of the notebooks' kernels) to a temporary folder.
+
+    Tests never write into the user's ``~/socialals_data``; tests that need a real data
+    set read it from :data:`SHARED_DATASETS` or the user's cache (see
+    :func:`find_dataset`) and skip with a reason when it is in neither.
+    """
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="socialals-test-data-")
+    config._socialals_data = folder
+    os.environ["SOCIALALS_DATA"] = folder
+    _load_hypothesis_profile(config)
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    folder = getattr(config, "_socialals_data", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def find_dataset(name):
+    """Folder of the real data set ``name`` (``filmtrust``, ``ciao``) or None.
+
+    Looked up in :data:`SHARED_DATASETS`, then among the user's extracted downloads.
+    """
+    for folder in (SHARED_DATASETS / name, USER_DATA_HOME / name):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def require_dataset(name):
+    """Like :func:`find_dataset`, but skip the calling test with a reason when it is absent."""
+    folder = find_dataset(name)
+    if folder is None:
+        pytest.skip(
+            f"the {name} data set is neither in {SHARED_DATASETS / name} nor in the download cache "
+            f"{USER_DATA_HOME / name} (socialals.datasets downloads it there)"
+        )
+    return folder
 
 
 def planted_ratings(n_users=60, n_items=40, k=3, density=0.3, noise=0.1, seed=0):
@@ -40,10 +90,13 @@ def small_problem():
 
 
 @pytest.fixture
-def shared_datasets():
-    if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"shared data sets not found at {SHARED_DATASETS}")
-    return SHARED_DATASETS
+def filmtrust_folder():
+    return require_dataset("filmtrust")
+
+
+@pytest.fixture
+def ciao_folder():
+    return require_dataset("ciao")
 
 
 # ---------------------------------------------------------------------------- Hypothesis
@@ -71,6 +124,6 @@ else:
     )
 
 
-def pytest_configure(config):
+def _load_hypothesis_profile(config):
     if settings is not None and not config.getoption("hypothesis_profile", default=None):
         settings.load_profile("ci")

@@ -12,12 +12,13 @@ import socialals
 from socialals import cli
 from socialals._defaults import DEFAULTS, defaults_for
 
-from conftest import SHARED_DATASETS
+from conftest import require_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-users", "120", "--n-items", "60"]
 FAST = ["--folds", "2", "--factors", "3", "--iterations", "3"]
-COLUMNS = ["model", "rmse", "mae", "cold_start_rmse", "ndcg_at_10", "fit_seconds"]
+COLUMNS = ["model", "rmse", "rmse_std", "mae", "mae_std", "cold_start_rmse", "cold_start_rmse_std",
+           "ndcg_at_10", "ndcg_at_10_std", "fit_seconds", "fit_seconds_std"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +26,12 @@ def _no_debug(monkeypatch):
     monkeypatch.delenv("SOCIALALS_DEBUG", raising=False)
 
 
-def _fails(capsys, argv, *fragments):
-    """Run ``main(argv)``, expect exit status 1 and an error message without a traceback."""
-    assert cli.main(argv) == 1
+def _fails(capsys, argv, *fragments, status=2):
+    """Run ``main(argv)``, expect ``status`` (2: usage or input error) and a one-line error."""
+    assert cli.main(argv) == status
     err = capsys.readouterr().err
     assert err.startswith("socialals: error: "), err
+    assert err.count("\n") == 1, err  # exactly one line
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in err, (fragment, err)
@@ -97,18 +99,6 @@ def test_compare_on_a_ratings_file_with_social_file(capsys, tmp_path, small_csv)
     assert len(table) == 2 and np.isfinite(table[COLUMNS[1:]].to_numpy(float)).all()
 
 
-def test_read_table_headerless_tsv_and_header_case(tmp_path):
-    tsv = tmp_path / "r.tsv"
-    tsv.write_text("u1\t10\t4.0\nu2\t11\t3.5\n")
-    frame = cli.read_table(tsv, ("user", "item", "rating"))
-    assert list(frame.columns) == ["user", "item", "rating"]
-    assert frame["user"].tolist() == ["u1", "u2"] and frame["rating"].tolist() == [4.0, 3.5]
-    csv = tmp_path / "s.csv"
-    csv.write_text("Friend,USER,extra,Weight\n2,1,x,0.5\n")
-    frame = cli.read_table(csv, ("user", "friend"), ("weight",))
-    assert frame.to_dict("list") == {"user": [1], "friend": [2], "weight": [0.5]}
-
-
 def test_compare_errors(capsys, tmp_path, small_csv):
     rpath, spath, _, _ = small_csv
     _fails(capsys, ["compare", *TINY, "--models", "SVD"], "unknown model 'SVD'")
@@ -119,10 +109,10 @@ def test_compare_errors(capsys, tmp_path, small_csv):
     _fails(capsys, ["compare", *TINY, "--defaults", "imdb"], "--defaults must be one of")
     bad = tmp_path / "bad.csv"
     bad.write_text("user,product,stars\n1,2,3\n")
-    _fails(capsys, ["compare", "--data", str(bad)], "bad.csv", "missing ['item', 'rating']")
+    _fails(capsys, ["compare", "--data", str(bad)], "bad.csv, line 1", "missing item, rating")
     other = tmp_path / "ml.csv"
     other.write_text("userId,movieId,rating\n1,2,3\n")
-    _fails(capsys, ["compare", "--data", str(other)], "ml.csv", "missing ['user', 'item']")
+    _fails(capsys, ["compare", "--data", str(other)], "ml.csv, line 1", "missing user, item")
     (tmp_path / "folder").mkdir()
     _fails(capsys, ["compare", "--data", str(tmp_path / "folder")], "neither FilmTrust files")
 
@@ -202,7 +192,7 @@ def test_python_dash_m(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "socialals", "recommend", "--model", str(tmp_path / "no.npz"),
                            "--user", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "no.npz" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run([sys.executable, "-m", "socialals", "--help"], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and "compare" in done.stdout
@@ -224,9 +214,7 @@ def test_every_defaults_entry_is_valid():
 # ---------------------------------------------------------------------------- real data
 @pytest.mark.slow
 def test_compare_on_filmtrust(capsys, tmp_path):
-    folder = SHARED_DATASETS / "filmtrust"
-    if not folder.is_dir():
-        pytest.skip(f"FilmTrust not found at {folder}")
+    folder = require_dataset("filmtrust")
     out = tmp_path / "ft.csv"
     argv = ["compare", "--data", str(folder), "--defaults", "filmtrust", "--folds", "2", "--iterations", "5",
             "--models", "RegularizedALS", "SocialALS", "--output", str(out)]
@@ -235,3 +223,188 @@ def test_compare_on_filmtrust(capsys, tmp_path):
     table = pd.read_csv(out).set_index("model")
     assert table.loc["SocialALS", "rmse"] < 1.0
     assert table.loc["RegularizedALS", "rmse"] < 1.0
+
+
+# ---------------------------------------------------------------------------- surface consistency
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"socialals {socialals.__version__}"
+
+
+def test_fit_and_compare_share_options_and_defaults(capsys):
+    parser = cli.build_parser()
+    fit = parser.parse_args(["fit", "--data", "x", "--model", "ALS", "--out", "m.npz"])
+    comp = parser.parse_args(["compare"])
+    assert fit.factors == comp.factors == cli.DEFAULT_FACTORS == 10
+    assert fit.iterations is None and comp.iterations is None and fit.param == comp.param == []
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "seed of the model's initialisation" in text and "folds" not in text
+
+
+@pytest.mark.filterwarnings("ignore:predict:UserWarning")
+def test_compare_std_columns_match_cross_validate(tmp_path):
+    from socialals.model_selection import cross_validate
+
+    out = tmp_path / "t.csv"
+    assert cli.main(["compare", *TINY, *FAST, "--models", "RegularizedALS", "--output", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    ratings, social = socialals.make_social_ratings(n_users=120, n_items=60, random_state=0)
+    model = cli.make_model("RegularizedALS", "synthetic", factors=3, seed=0, iterations=3)
+    scores = cross_validate(model, ratings, social, cv=2, random_state=0, k=10)
+    for metric in ("rmse", "mae", "cold_start_rmse", "ndcg_at_10"):
+        assert row[metric] == pytest.approx(scores.loc["mean", metric], rel=1e-12)
+        assert row[metric + "_std"] == pytest.approx(scores.loc["std", metric], rel=1e-12)
+    assert row["rmse_std"] > 0
+
+
+def test_compare_metrics_option_skips_ranking(capsys, tmp_path, monkeypatch):
+    import socialals.model_selection as ms
+
+    calls = []
+    real = ms.evaluate
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("ranking"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ms, "evaluate", spy)
+    out = tmp_path / "t.csv"
+    assert cli.main(["compare", *TINY, *FAST, "--models", "ALS", "--metrics", "rmse", "mae", "--output", str(out)]) == 0
+    assert list(pd.read_csv(out).columns) == ["model", "rmse", "rmse_std", "mae", "mae_std", "fit_seconds",
+                                              "fit_seconds_std"]
+    assert calls == [False, False]
+    _fails(capsys, ["compare", *TINY, "--metrics", "auc"], "--metrics", "'auc'")
+
+
+def test_compare_param_reaches_the_models_that_have_it(capsys, monkeypatch):
+    seen = {}
+    real = cli.make_model
+
+    def spy(name, data_key, **kwargs):
+        model = real(name, data_key, **kwargs)
+        seen[name] = model.get_params()
+        return model
+
+    monkeypatch.setattr(cli, "make_model", spy)
+    argv = ["compare", *TINY, *FAST, "--models", "ALS", "SocialALS", "--param", "alpha=0.5", "--param", "factors=2"]
+    assert cli.main(argv) == 0
+    assert seen["SocialALS"]["alpha"] == 0.5 and seen["SocialALS"]["factors"] == 2
+    assert seen["ALS"]["factors"] == 2 and "alpha" not in seen["ALS"]
+    _fails(capsys, ["compare", *TINY, "--models", "ALS", "--param", "alpha=1"], "no model", "['alpha']")
+
+
+def test_fit_iterations_option(capsys, tmp_path):
+    path = tmp_path / "m.npz"
+    assert cli.main(["fit", *TINY, "--data", "synthetic", "--model", "RegularizedALS", "--iterations", "2",
+                     "--out", str(path)]) == 0
+    model = socialals.load(path)
+    assert model.get_params()["iterations"] == 2 and model.get_params()["factors"] == 10
+    assert len(model.loss_history_) == 2
+
+
+def test_compare_progress_with_verbose(capsys):
+    assert cli.main(["compare", *TINY, *FAST, "--models", "ALS", "SocialALS", "-v"]) == 0
+    err = capsys.readouterr().err
+    for name in ("ALS", "SocialALS"):
+        for fold in (1, 2):
+            assert f"socialals: {name} fold {fold}/2: rmse " in err
+
+
+def test_compare_footnotes(capsys, tmp_path):
+    # Every user rates every item: no cold-start user in any fold, and no social graph.
+    users, items = np.meshgrid(np.arange(12), np.arange(24), indexing="ij")
+    rng = np.random.default_rng(0)
+    dense = pd.DataFrame({"user": users.ravel(), "item": items.ravel(),
+                          "rating": rng.integers(1, 6, users.size).astype(float)})
+    path = tmp_path / "dense.csv"
+    dense.to_csv(path, index=False)
+    assert cli.main(["compare", "--data", str(path), *FAST, "--models", "ALS", "SocialALS"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("no social graph: SocialALS is RegularizedALS here") == 1
+    assert "cold_start_rmse is nan: no test user had 1-4 training ratings" in out
+    assert "ALS is plain, unregularised ALS" in out
+    assert "include compiling the numba kernels" in out
+    assert "mean ± standard deviation over the folds" in out
+
+
+def test_repair_warnings_print_once_per_compare(capsys, tmp_path):
+    rpath = tmp_path / "r.csv"
+    spath = tmp_path / "s.csv"
+    ratings, social = socialals.make_social_ratings(n_users=120, n_items=60, random_state=3)
+    pd.concat([ratings, ratings.head(5)]).to_csv(rpath, index=False)
+    loops = pd.DataFrame({"user": [1, 2], "friend": [1, 2], "weight": [1.0, 1.0]})
+    pd.concat([social, loops]).to_csv(spath, index=False)
+    assert cli.main(["compare", "--data", str(rpath), "--social", str(spath), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.count("duplicate (user, item) pair(s)") == 1, err
+    assert err.count("self-loop(s)") == 1, err
+
+
+def test_malformed_files_on_the_command_line(capsys, tmp_path, small_csv):
+    rpath, _, _, _ = small_csv
+    header = tmp_path / "h.csv"
+    header.write_text("uid,iid,stars\n1,2,4\n2,3,5\n")
+    _fails(capsys, ["compare", "--data", str(header)], "h.csv, line 1", "looks like a header")
+    text = tmp_path / "t.csv"
+    text.write_text("user,item,rating\n1,2,good\n")
+    _fails(capsys, ["fit", "--data", str(text), "--model", "ALS", "--out", str(tmp_path / "m.npz")],
+           "t.csv, line 2, column 3 ('rating')", "not a number")
+    semi = tmp_path / "semi.txt"
+    semi.write_text("user;item;rating\n1;2;4\n2;3;5\n2;2;1\n")
+    assert cli.main(["fit", "--data", str(semi), "--model", "ALS", "--iterations", "1",
+                     "--out", str(tmp_path / "s.npz")]) == 0
+    capsys.readouterr()
+    social = tmp_path / "friends.csv"
+    social.write_text("source,target\n1,2\n")
+    _fails(capsys, ["compare", "--data", str(rpath), "--social", str(social)], "friends.csv, line 1",
+           "looks like a header (source, target)")
+    small = tmp_path / "small.csv"
+    small.write_text("1,2,3\n2,3,4\n")
+    _fails(capsys, ["compare", "--data", str(small), "--folds", "5"], "--folds 5 needs at least 5 ratings")
+
+
+def test_diverging_fit_is_one_line_naming_the_remedy(capsys, tmp_path):
+    if "FactorizationMachine" not in cli.available_models():
+        pytest.skip("the factorization machine is not installed")
+    err = _fails(capsys, ["fit", *TINY, "--data", "synthetic", "--model", "FM", "--param", "solver=sgd",
+                          "--param", "learning_rate=1e6", "--out", str(tmp_path / "m.npz")],
+                 "diverged", "learning_rate", status=1)
+    assert not (tmp_path / "m.npz").exists(), err
+
+
+def test_output_paths_are_checked_before_any_work(capsys, tmp_path):
+    missing_data = str(tmp_path / "no-such-ratings.csv")  # reading it would fail: the path check comes first
+    (tmp_path / "folder.npz").mkdir()
+    _fails(capsys, ["fit", "--data", missing_data, "--model", "ALS", "--out", str(tmp_path / "folder.npz")],
+           "is a folder")
+    _fails(capsys, ["compare", "--data", missing_data, "--output", str(tmp_path)], "is a folder")
+    if Path("/proc/self").is_dir():  # a read-only file system, read-only even for root
+        _fails(capsys, ["fit", "--data", missing_data, "--model", "ALS", "--out", "/proc/m.npz"], "not writable")
+        _fails(capsys, ["compare", "--data", missing_data, "--output", "/proc/t.csv"], "not writable")
+
+
+def test_unexpected_errors_are_one_line_too(capsys, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("something\ninternal")
+
+    monkeypatch.setattr(cli, "load_data", boom)
+    _fails(capsys, ["compare"], "RuntimeError: something internal", "SOCIALALS_DEBUG=1", status=1)
+
+
+def test_compare_progress_bar_on_a_terminal(monkeypatch):
+    pytest.importorskip("tqdm")
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake = Terminal()
+    monkeypatch.setattr(sys, "stderr", fake)
+    assert cli.main(["compare", *TINY, *FAST, "--models", "RegularizedALS"]) == 0
+    text = fake.getvalue()
+    assert "RegularizedALS fold 2/2" in text and "2/2" in text

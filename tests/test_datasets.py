@@ -32,12 +32,7 @@ from socialals.datasets import (
 )
 from socialals.exceptions import DataWarning
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(),
-    reason=f"real data sets not found at {SHARED} (expected shared/ beside the repository)",
-)
+from conftest import require_dataset
 
 
 def _data_warnings(record):
@@ -67,16 +62,16 @@ def _check_frames(ratings, social):
 # ---------------------------------------------------------------------------
 
 
-@needs_shared
 def test_filmtrust_real_files():
-    raw = pd.read_csv(SHARED / "filmtrust" / "ratings.txt", sep=" ", header=None, names=["u", "i", "r"])
+    folder = require_dataset("filmtrust")
+    raw = pd.read_csv(folder / "ratings.txt", sep=" ", header=None, names=["u", "i", "r"])
     assert len(raw) == 35_497  # the raw facts the loader's repairs are measured against
-    (ratings, social), messages = _load_recording(load_filmtrust, SHARED / "filmtrust")
+    (ratings, social), messages = _load_recording(load_filmtrust, folder)
     _check_frames(ratings, social)
 
     assert messages == [
-        "FilmTrust: 3 (user, item) pairs were rated more than once (3 surplus rows, "
-        "2 pairs with differing ratings); each pair's ratings were averaged into one row."
+        "FilmTrust: 3 duplicate (user, item) pair(s) (3 extra row(s)) merged into their mean rating; "
+        "2 of them had different ratings."
     ]
     assert len(ratings) == 35_497 - 3
     assert ratings["user"].nunique() == 1_508
@@ -97,22 +92,22 @@ def test_filmtrust_real_files():
     assert max(trust_only) == 1_642
 
 
-@needs_shared
 def test_ciao_real_files():
-    raw = scipy.io.loadmat(SHARED / "ciao" / "rating.mat")["rating"]
+    folder = require_dataset("ciao")
+    raw = scipy.io.loadmat(folder / "rating.mat")["rating"]
     assert raw.shape == (284_086, 5)
     raw_pairs = pd.DataFrame(raw[:, [0, 1]], columns=["u", "i"])
     assert raw_pairs.groupby(["u", "i"]).size().gt(1).sum() == 1_252
     assert (raw[:, 3] == 0).sum() == 34
     assert len(np.unique(raw[:, 1])) == 105_114
 
-    (ratings, social), messages = _load_recording(load_ciao, SHARED / "ciao")
+    (ratings, social), messages = _load_recording(load_ciao, folder)
     _check_frames(ratings, social)
     # Zeros go first (3 of them sat in repeated pairs), then the remaining repeats merge.
     assert messages == [
         "Ciao: dropped 34 rating rows outside the 1-5 scale (values: 0).",
-        "Ciao: 1,249 (user, item) pairs were rated more than once (1,433 surplus rows, "
-        "455 pairs with differing ratings); each pair's ratings were averaged into one row.",
+        "Ciao: 1249 duplicate (user, item) pair(s) (1433 extra row(s)) merged into their mean rating; "
+        "455 of them had different ratings.",
     ]
     assert len(ratings) == 284_086 - 34 - 1_433 == 282_619
     assert ratings["user"].nunique() == 7_375
@@ -152,10 +147,10 @@ def _check_small_filmtrust(ratings, social, messages):
     _check_frames(ratings, social)
     assert messages == [
         "FilmTrust: dropped 2 rating rows outside the 0.5-4 scale (values: 0, 4.5).",
-        "FilmTrust: 1 (user, item) pairs were rated more than once (1 surplus rows, "
-        "1 pairs with differing ratings); each pair's ratings were averaged into one row.",
-        "FilmTrust: dropped 1 trust self-loops (a user trusting themself).",
-        "FilmTrust: dropped 1 repeated trust edges (the first occurrence of each was kept).",
+        "FilmTrust: 1 duplicate (user, item) pair(s) (1 extra row(s)) merged into their mean rating; "
+        "1 of them had different ratings.",
+        "FilmTrust: dropped 1 self-loop(s) and 1 duplicate edge(s) (kept the first of each duplicate); "
+        "3 edge(s) remain.",
     ]
     assert ratings.values.tolist() == [[1, 10, 3.5], [1, 11, 4.0], [2, 10, 1.0], [3, 10, 2.0]]
     assert social[["user", "friend"]].values.tolist() == [[1, 2], [2, 1], [9, 1]]
@@ -233,10 +228,10 @@ def test_epinions_layout_with_unusual_variable_names(tmp_path):
     _check_frames(ratings, social)
     assert messages == [
         "Epinions: dropped 2 rating rows outside the 1-5 scale (values: 0, 6).",
-        "Epinions: 1 (user, item) pairs were rated more than once (1 surplus rows, "
-        "1 pairs with differing ratings); each pair's ratings were averaged into one row.",
-        "Epinions: dropped 1 trust self-loops (a user trusting themself).",
-        "Epinions: dropped 1 repeated trust edges (the first occurrence of each was kept).",
+        "Epinions: 1 duplicate (user, item) pair(s) (1 extra row(s)) merged into their mean rating; "
+        "1 of them had different ratings.",
+        "Epinions: dropped 1 self-loop(s) and 1 duplicate edge(s) (kept the first of each duplicate); "
+        "3 edge(s) remain.",
     ]
     assert ratings.values.tolist() == [[1, 100, 5.0], [2, 100, 2.5]]
     assert social[["user", "friend"]].values.tolist() == [[1, 2], [2, 1], [4, 1]]
@@ -260,7 +255,7 @@ def test_movielens_parsers(tmp_path):
     assert social is None
     _check_frames(ratings, None)
     assert ratings.values.tolist() == [[196, 242, 4.0], [186, 302, 3.0]]
-    assert len(messages) == 1 and messages[0].startswith("MovieLens 100K: 1 (user, item) pairs")
+    assert len(messages) == 1 and messages[0].startswith("MovieLens 100K: 1 duplicate (user, item) pair(s)")
 
     large = tmp_path / "ml-1m"
     large.mkdir()
@@ -387,9 +382,7 @@ def test_download_with_known_hash_via_registry(server, data_home, monkeypatch):
     monkeypatch.setitem(
         ds.REGISTRY,
         "movielens-100k",
-        RemoteArchive(
-            server.url + "/ml-100k.zip", "ml-100k.zip", hashlib.sha256(body).hexdigest(), len(body)
-        ),
+        RemoteArchive(server.url + "/ml-100k.zip", "ml-100k.zip", hashlib.sha256(body).hexdigest()),
     )
     ratings, social = load_movielens_100k(progress=False)
     assert ratings.values.tolist() == [[1, 2, 3.0]] and social is None
@@ -405,14 +398,15 @@ def test_truncated_download_is_deleted_and_not_loaded(server, data_home):
     assert url in message and "incomplete" in message
     assert f"{len(FILMTRUST_ZIP):,} bytes" in message and f"sent {len(FILMTRUST_ZIP) // 2:,}" in message
     assert isinstance(info.value, OSError)
-    assert _leftovers(data_home) == []  # no .part, no archive, nothing extracted
+    assert _leftovers(data_home) == []  # no temporary file, no archive, no empty cache folder
+    assert not data_home.exists()
 
 
-def test_size_mismatch_without_content_length(server, data_home):
-    server.files["/f.zip"] = (FILMTRUST_ZIP, "nolength-truncate")
-    full, half = len(FILMTRUST_ZIP), len(FILMTRUST_ZIP) // 2
-    with pytest.raises(ChecksumError, match=rf"expected {full:,} bytes, got {half:,}"):
-        fetch(server.url + "/f.zip", size=len(FILMTRUST_ZIP), progress=False)
+def test_truncation_without_content_length_fails_the_hash(server, data_home):
+    server.files["/f.bin"] = (FILMTRUST_ZIP, "nolength-truncate")  # not .zip: no archive check
+    digest = hashlib.sha256(FILMTRUST_ZIP).hexdigest()
+    with pytest.raises(ChecksumError, match=rf"expected SHA-256 {digest} \(given\)"):
+        fetch(server.url + "/f.bin", digest, progress=False)
     assert _leftovers(data_home) == []
 
 
@@ -485,7 +479,7 @@ def test_hand_placed_archive_is_trusted_once_if_intact(server, data_home):
 def test_data_home_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("SOCIALALS_DATA", str(tmp_path / "env"))
     assert get_data_home() == (tmp_path / "env").resolve()
-    assert (tmp_path / "env").is_dir()
+    assert not (tmp_path / "env").exists()  # created by the first download, not by asking
     assert get_data_home(tmp_path / "arg") == (tmp_path / "arg").resolve()
     monkeypatch.delenv("SOCIALALS_DATA")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -495,15 +489,31 @@ def test_data_home_resolution(tmp_path, monkeypatch):
 def test_progress_only_on_a_terminal(server, data_home, capsys, monkeypatch):
     server.files["/f.zip"] = (FILMTRUST_ZIP, "ok")
     fetch(server.url + "/f.zip", progress=True)  # stderr is captured, not a terminal
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err == ""  # no bar, and none of pooch's log lines
 
+    pytest.importorskip("tqdm")
     monkeypatch.setattr(ds, "_stderr_is_tty", lambda: True)
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # force the plain fallback
     fetch(server.url + "/f.zip", filename="g.zip", progress=True)
-    err = capsys.readouterr().err
-    assert re.search(r"g\.zip: 0\.0/0\.0 MiB \(100%\)\n$", err)
+    assert "100%" in capsys.readouterr().err  # the tqdm bar
     fetch(server.url + "/f.zip", filename="h.zip", progress=False)
     assert capsys.readouterr().err == ""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # tqdm missing: no bar, no error
+    fetch(server.url + "/f.zip", filename="i.zip", progress=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_fetch_hands_its_timeout_to_the_downloader(server, data_home, monkeypatch):
+    seen = {}
+    real = ds.make_downloader
+
+    def spy(timeout, progress):
+        seen.update(timeout=timeout, progress=progress)
+        return real(timeout, progress)
+
+    monkeypatch.setattr(ds, "make_downloader", spy)
+    server.files["/f.zip"] = (FILMTRUST_ZIP, "ok")
+    fetch(server.url + "/f.zip", progress=False, timeout=7.5)
+    assert seen == {"timeout": 7.5, "progress": False}
 
 
 def test_registry_is_consistent():
