@@ -56,7 +56,17 @@ COMPARE_COLUMNS = (
     "ndcg_at_10", "ndcg_at_10_std", "fit_seconds", "fit_seconds_std",
 )
 
-_MODEL_ORDER = ("ALS", "RegularizedALS", "SocialALS", "FactorizationMachine")
+_MODEL_ORDER = ("ALS", "RegularizedALS", "SocialALS", "FactorizationMachine", "Popularity")
+#: ``compare``'s default models per task: top-N compares the ranking settings with the
+#: baseline every top-N number needs, the most-rated unseen items.
+_TASK_MODELS = {
+    "rating": ("ALS", "RegularizedALS", "SocialALS", "FactorizationMachine"),
+    "ranking": ("Popularity", "RegularizedALS", "SocialALS"),
+}
+_TASK_METRICS = {
+    "rating": ("rmse", "mae", "cold_start_rmse", "ndcg_at_10"),
+    "ranking": ("ndcg_at_10", "recall_at_10", "cold_start_ndcg_at_10"),
+}
 _ALIASES = {"fm": "FactorizationMachine"}
 
 
@@ -118,7 +128,7 @@ def _parse_params(items: Sequence[str]) -> dict:
     return params
 
 
-def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=None, overrides=None):
+def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=None, overrides=None, task="rating"):
     """Build model ``name`` with the tuned defaults of ``data_key`` and the given overrides.
 
     Parameters
@@ -133,6 +143,8 @@ def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=Non
         ``random_state`` of the model.
     overrides : dict, optional
         Further parameters (``--param``); unknown names raise :class:`CLIError`.
+    task : {"rating", "ranking"}
+        Which defaults: rating prediction, or the top-N settings (the missing-data term).
 
     Returns
     -------
@@ -141,11 +153,11 @@ def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=Non
     """
     cls = available_models()[name]
     valid = cls().get_params()
-    params = {"random_state": seed}
-    params.update(defaults_for(data_key, name))
-    if factors is not None:
+    params = {"random_state": seed} if "random_state" in valid else {}
+    params.update(defaults_for(data_key, name, task))
+    if factors is not None and "factors" in valid:
         params["factors"] = factors
-    if iterations is not None:
+    if iterations is not None and "iterations" in valid:
         params["iterations"] = iterations
     params.update(overrides or {})
     unknown = sorted(set(params) - set(valid))
@@ -186,10 +198,11 @@ def _data_key(args, key: str) -> str:
 #: Metrics ``compare --metrics`` can compute (keys of :func:`socialals.evaluate` at k = 10).
 METRICS = (
     "rmse", "mae", "cold_start_rmse", "cold_start_mae", "warm_rmse", "ndcg_at_10", "precision_at_10",
-    "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage",
+    "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage", "cold_start_ndcg_at_10", "cold_start_recall_at_10",
 )
 _DEFAULT_METRICS = ("rmse", "mae", "cold_start_rmse", "ndcg_at_10")
-_RANKING = {"ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage"}
+_RANKING = {"ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage",
+            "cold_start_ndcg_at_10", "cold_start_recall_at_10"}
 #: Default latent factors of ``fit`` and ``compare``: the setting the defaults were tuned at.
 DEFAULT_FACTORS = 10
 
@@ -215,7 +228,7 @@ def _progress_bar(total: int):
 
 def compare(
     ratings, social, model_names, data_key, *, folds=5, factors=DEFAULT_FACTORS, seed=0, iterations=None,
-    params=None, metrics=_DEFAULT_METRICS, stream=None,
+    params=None, metrics=_DEFAULT_METRICS, stream=None, task="rating",
 ):
     """Cross-validate each model and return one row per model with fold means and standard deviations.
 
@@ -242,6 +255,8 @@ def compare(
         Names from :data:`METRICS`; the ranking metrics are computed only when asked for.
     stream : file, optional
         Where the one-line summary per model goes.
+    task : {"rating", "ranking"}
+        Which defaults the models use (see :func:`make_model`).
 
     Returns
     -------
@@ -261,7 +276,7 @@ def compare(
     try:
         for name in model_names:
             model = make_model(name, data_key, factors=factors, seed=seed, iterations=iterations,
-                               overrides=_params_for(name, params))
+                               overrides=_params_for(name, params), task=task)
             fold_scores = []
             for number, (train, test) in enumerate(splits, start=1):
                 with warnings.catch_warnings():
@@ -271,8 +286,8 @@ def compare(
                     scores = evaluate(clone(model), ratings.iloc[train], ratings.iloc[test], social,
                                       k=10, ranking=ranking)
                 fold_scores.append({c: float(scores.get(c, np.nan)) for c in columns})
-                logger.info("%s fold %d/%d: rmse %.4f, fit %.2f s", name, number, len(splits),
-                            scores["rmse"], scores["fit_seconds"])
+                logger.info("%s fold %d/%d: %s %.4f, fit %.2f s", name, number, len(splits), metrics[0],
+                            scores.get(metrics[0], np.nan), scores["fit_seconds"])
                 if bar is not None:
                     bar.set_description(f"{name} fold {number}/{len(splits)}")
                     bar.update(1)
@@ -283,7 +298,7 @@ def compare(
                 row[c + "_std"] = float(per_fold[c].std(ddof=0, skipna=True)) if per_fold[c].notna().any() else np.nan
             rows.append(row)
             if stream is not None:
-                print(f"  {name:<22} rmse {row['rmse']:.4f}  ({_describe(model)})", file=stream, flush=True)
+                print(f"  {name:<22} {metrics[0]} {row[metrics[0]]:.4f}  ({_describe(model)})", file=stream, flush=True)
     finally:
         if bar is not None:
             bar.close()
@@ -361,11 +376,12 @@ def _cmd_compare(args) -> int:
     if args.factors < 1:
         raise CLIError(f"--factors must be at least 1; got {args.factors}.")
     _check_defaults_option(args)
-    metrics = list(dict.fromkeys(args.metrics or _DEFAULT_METRICS))
+    metrics = list(dict.fromkeys(args.metrics or _TASK_METRICS[args.task]))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise CLIError(f"--metrics: unknown metric(s) {unknown}; choose from {list(METRICS)}.")
-    names = [_resolve_model_name(m) for m in args.models] if args.models else list(available_models())
+    names = ([_resolve_model_name(m) for m in args.models] if args.models
+             else [n for n in _TASK_MODELS[args.task] if n in available_models()])
     names = list(dict.fromkeys(names))
     params = _parse_params(args.param)
     if params:
@@ -379,17 +395,18 @@ def _cmd_compare(args) -> int:
     key = _data_key(args, key)
     for name in names:  # fail on a bad setting before any work
         make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations,
-                   overrides=_params_for(name, params))
+                   overrides=_params_for(name, params), task=args.task)
     if len(ratings) < args.folds:
         raise CLIError(f"--folds {args.folds} needs at least {args.folds} ratings; {args.data} has {len(ratings)}.")
     if "FactorizationMachine" not in available_models() and not args.models:
         print("note: the factorization machine (socialals.fm) is not installed; comparing the ALS models only.")
     print(f"{args.data}: {_summary(ratings, social)}")
-    print(f"{args.folds}-fold cross-validation, {args.factors} factors, seed {args.seed}, hyperparameters: {key} defaults")
+    print(f"{args.folds}-fold cross-validation, {args.factors} factors, seed {args.seed}, "
+          f"hyperparameters: {key} {args.task} defaults")
     started = time.perf_counter()
     table = compare(
         ratings, social, names, key, folds=args.folds, factors=args.factors, seed=args.seed,
-        iterations=args.iterations, params=params, metrics=metrics, stream=sys.stdout,
+        iterations=args.iterations, params=params, metrics=metrics, stream=sys.stdout, task=args.task,
     )
     print()
     print(_format_table(table))
@@ -413,7 +430,8 @@ def _cmd_fit(args) -> int:
     out = _check_writable("--out", args.out)
     ratings, social, key = load_data(args.data, args.social, args.data_home, n_users=args.n_users, n_items=args.n_items)
     key = _data_key(args, key)
-    model = make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations, overrides=overrides)
+    model = make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations, overrides=overrides,
+                       task=args.task)
     print(f"{args.data}: {_summary(ratings, social)}")
     if social is None and name == "SocialALS":
         print("note: these data have no social graph: SocialALS fits as RegularizedALS.")
@@ -477,6 +495,10 @@ def _add_data_options(p: argparse.ArgumentParser, default_data: Optional[str], s
         + (f" (default: {default_data})" if default_data else ""),
     )
     p.add_argument("--social", metavar="FILE", help="social links (user,friend[,weight]) for a ratings file")
+    p.add_argument("--task", choices=("rating", "ranking"), default="rating",
+                   help="rating: settings for rating prediction (default); ranking: top-N settings (the "
+                   "missing-data term), and compare reports NDCG@10, Recall@10 and cold-start NDCG@10 next to "
+                   "Popularity")
     p.add_argument("--data-home", metavar="DIR", help="download cache (default: $SOCIALALS_DATA or ~/socialals_data)")
     p.add_argument(
         "--defaults", metavar="NAME", default=None,
@@ -524,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit one model on all the ratings and save it",
                        description="Fit a model on all the ratings of a data set and save it as .npz.")
     _add_data_options(f, None, "random seed of the model's initialisation (default: 0)")
-    f.add_argument("--model", required=True, help="ALS, RegularizedALS, SocialALS or FM")
+    f.add_argument("--model", required=True, help="ALS, RegularizedALS, SocialALS, FM or Popularity")
     f.add_argument("--out", required=True, metavar="FILE.npz", help="where to save the model")
     f.set_defaults(func=_cmd_fit)
 

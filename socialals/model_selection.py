@@ -561,7 +561,9 @@ def evaluate(
         group has no test row); if ``ranking``: ``precision_at_<k>``,
         ``recall_at_<k>``, ``ndcg_at_<k>``, ``map_at_<k>``,
         ``hit_rate_at_<k>`` and ``coverage`` (distinct recommended items over
-        ``len(model.items_)``), all NaN when no test user can be ranked; the
+        ``len(model.items_)``), all NaN when no test user can be ranked, and the
+        same metrics over the ranked users of the ``cold_start`` and ``social_only``
+        groups (``cold_start_ndcg_at_<k>``, ...; NaN for an empty group); the
         counts ``n_train``, ``n_test``, ``n_<group>`` (test rows per group)
         and ``n_ranking_users``; and the wall-clock times ``fit_seconds``,
         ``predict_seconds`` (predicting every test row) and, if ``ranking``,
@@ -639,10 +641,18 @@ def evaluate(
                 relevance_threshold=relevance_threshold,
             )
             scores.update(_summarise(table, k))
+            # the same lists, scored over the test users of each group (cold start: 1 to
+            # threshold - 1 training ratings; social only: known only through friends)
+            for group, prefix in (("cold", "cold_start"), ("social_only", "social_only")):
+                members = pd.unique(test["user"].to_numpy()[group_labels == group])
+                sub = table[table["user"].isin(members)]
+                for name, value in _summarise(sub, k).items():
+                    scores[f"{prefix}_{name}"] = value
             scores["coverage"] = catalog_coverage(recs, len(model.items_), k=k)
             counts["n_ranking_users"] = len(table)
         else:
-            scores.update({f"{base}_at_{k}": float("nan") for base in _RANKING_BASES})
+            scores.update({f"{pre}{base}_at_{k}": float("nan") for base in _RANKING_BASES
+                           for pre in ("", "cold_start_", "social_only_")})
             scores["coverage"] = float("nan")
             counts["n_ranking_users"] = 0
             timings["recommend_seconds"] = 0.0

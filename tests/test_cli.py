@@ -54,7 +54,7 @@ def test_compare_writes_the_six_columns(capsys, tmp_path):
     stdout = capsys.readouterr().out
     table = pd.read_csv(out)
     assert list(table.columns) == COLUMNS
-    assert table["model"].tolist() == list(cli.available_models())
+    assert table["model"].tolist() == [n for n in cli._TASK_MODELS["rating"] if n in cli.available_models()]
     numbers = table[COLUMNS[1:]].to_numpy(dtype=float)
     assert np.isfinite(numbers).all()
     assert (table["mae"] <= table["rmse"] + 1e-12).all()  # MAE never exceeds RMSE
@@ -62,6 +62,34 @@ def test_compare_writes_the_six_columns(capsys, tmp_path):
     for name in table["model"]:
         assert name in stdout
     assert "2-fold cross-validation" in stdout and "120 users" in stdout
+
+
+def test_compare_task_ranking_has_popularity_and_the_ranking_columns(capsys, tmp_path):
+    out = tmp_path / "ranking.csv"
+    assert cli.main(["compare", *TINY, *FAST, "--task", "ranking", "--output", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    table = pd.read_csv(out)
+    means = ["ndcg_at_10", "recall_at_10", "cold_start_ndcg_at_10", "fit_seconds"]
+    assert list(table.columns) == ["model"] + [x for c in means for x in (c, c + "_std")]
+    assert table["model"].tolist() == ["Popularity", "RegularizedALS", "SocialALS"]
+    assert table["ndcg_at_10"].between(0, 1).all() and table["recall_at_10"].between(0, 1).all()
+    assert "ranking defaults" in stdout and "unobserved_weight=0.1" in stdout
+    # the ranking settings are the stored ones, beside the rating ones
+    assert defaults_for("synthetic", "SocialALS", "ranking")["unobserved_weight"] > 0
+    assert defaults_for("synthetic", "SocialALS", "rating").get("unobserved_weight", 0.0) == 0.0
+
+
+def test_fit_task_ranking_saves_the_ranking_model(capsys, tmp_path):
+    out = tmp_path / "m.npz"
+    assert cli.main(["fit", *TINY, "--data", "synthetic", "--model", "SocialALS", "--task", "ranking",
+                     "--factors", "3", "--out", str(out)]) == 0
+    model = socialals.load(out)
+    assert model.unobserved_weight == defaults_for("synthetic", "SocialALS", "ranking")["unobserved_weight"]
+    assert cli.main(["fit", *TINY, "--data", "synthetic", "--model", "Popularity", "--task", "ranking",
+                     "--out", str(tmp_path / "p.npz")]) == 0
+    with pytest.raises(SystemExit) as info:  # argparse names the choices
+        cli.main(["fit", *TINY, "--data", "synthetic", "--model", "SocialALS", "--task", "top-n", "--out", str(out)])
+    assert info.value.code == 2 and "--task" in capsys.readouterr().err
 
 
 def test_compare_subset_and_aliases(capsys, tmp_path):
