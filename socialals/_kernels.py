@@ -316,7 +316,7 @@ def solve(system, order, n_threads, out, sse):
             gram_min(k),
             _index(system.indptr),
             _index(system.indices),
-            np.ascontiguousarray(system.targets, dtype=np.float64),
+            _floats(system.targets),
             Y,
             np.ascontiguousarray(diag, dtype=Y.dtype),
             np.ascontiguousarray(system.extra, dtype=Y.dtype) if use_extra else np.zeros((1, k), Y.dtype),
@@ -326,12 +326,18 @@ def solve(system, order, n_threads, out, sse):
             use_shared,
             float(system.scale),
             sse is not None,
-            np.ascontiguousarray(system.residual_targets(), dtype=np.float64),
+            _floats(system.residual_targets()),
             out,
             sse if sse is not None else np.zeros((1, 1)),
             ok,
         )
     return ok
+
+
+def _floats(a):
+    """``a`` itself when it is a contiguous float32/float64 array (no per-half-step copy)."""
+    a = np.ascontiguousarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 def _index(a):

@@ -459,7 +459,7 @@ class RegularizedALS(_ALSFamily):
         lam_b = float(self.reg if self.bias_reg is None else self.bias_reg) if self.biases else 0.0
         fit.biases = bool(self.biases)
         fit.kk = k + 1 if fit.biases else k
-        fit.mu = float(fit.data.R.data.mean()) if fit.biases else 0.0
+        fit.mu = float(fit.data.R.data.mean(dtype=np.float64)) if fit.biases else 0.0
         fit.bias = {"user": np.zeros(fit.data.n_users, fit.dtype), "item": np.zeros(fit.data.n_items, fit.dtype)}
         fit.w0, fit.r0 = float(self.unobserved_weight), float(self.unobserved_rating)
         fit.diag, fit.lam = {}, {}

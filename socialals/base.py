@@ -181,13 +181,14 @@ class BaseRecommender(BaseEstimator):
         ``_fit`` as keyword arguments."""
         self._check_params()
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users,
-                             user_labels=user_labels, item_labels=item_labels)
+                             user_labels=user_labels, item_labels=item_labels,
+                             dtype=self._check_dtype() if "dtype" in self.get_params() else np.float64)
         rng = check_random_state(getattr(self, "random_state", None), type(self).__name__)
         with self._atomic_fit():
             self.columns_ = cols
             self.users_ = data.users
             self.items_ = data.items
-            self.rating_mean_ = float(data.R.data.mean())
+            self.rating_mean_ = float(data.R.data.mean(dtype=np.float64))
             self._seen = data.R
             self._fit(data, rng, **fit_data)
         return self

@@ -204,6 +204,7 @@ def build_dataset(
     include_social_users: bool = False,
     user_labels=None,
     item_labels=None,
+    dtype=np.float64,
 ) -> Dataset:
     """Validate ``ratings`` (and ``social``) and index them.
 
@@ -225,6 +226,9 @@ def build_dataset(
         Labels of the rows (users) and columns (items) of a sparse ``ratings``;
         ``user_labels`` also labels the rows and columns of a sparse ``social``.
         Default ``0..n-1``. Only for sparse input.
+    dtype : float32 or float64
+        The dtype of the stored ratings (a float32 model's ratings need not take 8 bytes;
+        ratings that float32 cannot hold exactly lose their last bits).
 
     Returns
     -------
@@ -259,23 +263,8 @@ def build_dataset(
         src, dst, w, users = _social_edges(social, users, c)
 
     n_users, n_items = len(users), len(items)
-    key = u_codes * n_items + i_codes
-    order = np.argsort(key, kind="stable")
-    key_sorted = key[order]
-    first = np.ones(len(key_sorted), dtype=bool)
-    first[1:] = key_sorted[1:] != key_sorted[:-1]
-    if not first.all():
-        vals = _merge_groups(np.cumsum(first) - 1, values[order], "ratings", stacklevel=3)
-        key_u = key_sorted[first]
-    else:
-        key_u = key_sorted
-        vals = values[order]
-    rows = key_u // n_items
-    cols = key_u % n_items
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
-    R = sp.csr_matrix((vals, cols.astype(np.int64), indptr), shape=(n_users, n_items))
-    R.has_sorted_indices = True
+    R = _rating_matrix(u_codes, i_codes, values, n_users, n_items, np.dtype(dtype))
+    del u_codes, i_codes, values
     Rt = R.T.tocsr()
     Rt.sort_indices()
     return Dataset(
@@ -289,6 +278,33 @@ def build_dataset(
         social_dst=dst,
         social_weight=w,
     )
+
+
+def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype) -> sp.csr_matrix:
+    """CSR of the ratings (sorted indices, 32-bit where they fit); duplicate (user, item)
+    pairs merged into their mean with a counted warning.
+
+    Built by scipy's coordinate-to-CSR conversion on 32-bit codes, so the transient memory
+    is a few bytes a rating; only data with duplicates take the sorted-key route that
+    merges them.
+    """
+    index = np.int32 if max(n_users, n_items, len(values)) < 2**31 - 1 else np.int64
+    rows, cols = u_codes.astype(index, copy=False), i_codes.astype(index, copy=False)
+    R = sp.csr_matrix((values.astype(dtype, copy=False), (rows, cols)), shape=(n_users, n_items))
+    R.sum_duplicates()  # sorts the indices; sums duplicates, which are rare: redone below
+    if R.nnz == len(values):
+        return R
+    key = rows.astype(np.int64) * n_items + cols
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    first = np.ones(len(key_sorted), dtype=bool)
+    first[1:] = key_sorted[1:] != key_sorted[:-1]
+    vals = _merge_groups(np.cumsum(first) - 1, values[order], "ratings", stacklevel=4)
+    key_u = key_sorted[first]
+    R = sp.csr_matrix((vals.astype(dtype), ((key_u // n_items).astype(index), (key_u % n_items).astype(index))),
+                      shape=(n_users, n_items))
+    R.sum_duplicates()
+    return R
 
 
 def _label_kind(labels: pd.Index) -> str:
