@@ -146,7 +146,7 @@ _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float")
 
 
 def _check_numeric(frame: pd.DataFrame, col: str, name: str, nonnegative: bool = False) -> np.ndarray:
-    """The column as float64; only int and float columns (or objects holding only int and
+    """The column as float64 (float32 when it is float32); only int and float columns (or objects holding only int and
     float values) count as numbers. Booleans, complex numbers, dates, durations, categories
     and strings — even strings of digits — are refused rather than converted."""
     raw = frame[col]
@@ -171,7 +171,9 @@ def _check_numeric(frame: pd.DataFrame, col: str, name: str, nonnegative: bool =
             "Booleans, complex numbers, dates, durations and text are not converted; convert the column "
             "yourself (e.g. with pandas.to_numeric) if its values are numbers."
         )
-    values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    # a float32 column stays float32 (exact either way; half the transient memory)
+    keep = np.float32 if dtype == np.float32 else np.float64
+    values = raw.to_numpy(dtype=keep, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
         raise ValueError(
@@ -255,7 +257,9 @@ def build_dataset(
     values = _check_numeric(ratings, c.rating, "ratings")
 
     u_codes, users = factorize_labels(users_raw)
+    u_codes = _narrow(u_codes)  # 32-bit codes: a 64-bit copy of each would double the transient memory
     i_codes, items = factorize_labels(items_raw)
+    i_codes = _narrow(i_codes)
     n_rated = len(users)
 
     src = dst = w = None
@@ -278,6 +282,10 @@ def build_dataset(
         social_dst=dst,
         social_weight=w,
     )
+
+
+def _narrow(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.int32) if len(codes) and codes.max() < 2**31 - 1 else codes
 
 
 def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype) -> sp.csr_matrix:
