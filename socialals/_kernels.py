@@ -42,6 +42,7 @@ __all__ = ["GRAM_FRACTION", "gram_min", "row_order", "solve", "neighbour_sums", 
 GRAM_FRACTION = 0.625
 # a float32 Gram sum is trusted when min(d) >= _F32_GUARD * sqrt(m) * eps32 * max diag(G)
 _F32_GUARD = 100.0
+_EPS32 = float(np.finfo(np.float32).eps)
 
 if numba_available:
     import numba
@@ -188,7 +189,7 @@ def _kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, diag, ex
     kp = (k + 7) // 8 * 8
     kg = (k + width - 1) // width * width
     block = max(8, 16384 // (kg * Y.itemsize))  # a gathered block fills half of L1
-    eps32 = np.float64(np.finfo(np.float32).eps)
+    eps32 = _EPS32
     for chunk in prange(n_chunks):
         Ag = np.zeros((block, kg), Y.dtype)
         G = np.empty((kg, kg), Y.dtype)
