@@ -1,4 +1,5 @@
-"""Every code snippet of README.md runs: the ```python blocks, and the ``$ socialals ...`` lines
+"""Every code snippet of README.md runs: the ```python blocks (those of one section in order, in
+one namespace), and the ``$ socialals ...`` lines
 of the ```console blocks (their output is not compared: timings differ; ``VAR=value``
 prefixes run the command as its own process, with the folder moved into a temporary one). The ```bash block is
 what .ci/run executes (install with the test extra, run the test command).
@@ -29,7 +30,28 @@ from conftest import require_dataset
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.M | re.S)
-PYTHON = [code for lang, code in BLOCKS if lang == "python"]
+
+
+
+def _python_sections():
+    """The ```python blocks grouped by their ``## `` section, each with its first README line.
+
+    A section reads as one story (a later block uses the model an earlier one fitted), so
+    its blocks run in order in one namespace.
+    """
+    text = README.read_text(encoding="utf-8")
+    sections, title = {}, "(top)"
+    for match in re.finditer(r"^(## [^\n]*)$|^```python\n(.*?)^```", text, flags=re.M | re.S):
+        if match.group(1):
+            title = match.group(1)[3:].strip()
+        else:
+            line = text.count("\n", 0, match.start(2)) + 1
+            sections.setdefault(title, []).append((line, match.group(2)))
+    return sections
+
+
+SECTIONS = _python_sections()
+PYTHON = [code for blocks in SECTIONS.values() for _, code in blocks]
 #: The ``$ socialals ...`` lines of each console block; a block's lines run in order in one
 #: folder (``recommend`` reads the model ``fit`` saved).
 SESSIONS = [
@@ -59,12 +81,15 @@ def local_filmtrust(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("code", PYTHON, ids=[f"python_{i}" for i in range(len(PYTHON))])
-def test_python_snippet_runs(code, tmp_path, monkeypatch, local_filmtrust):
+@pytest.mark.parametrize("section", list(SECTIONS), ids=list(SECTIONS))
+def test_python_snippets_run(section, tmp_path, monkeypatch, local_filmtrust):
     monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+        for line, code in SECTIONS[section]:
+            # padded so that a traceback names the README's own line
+            exec(compile("\n" * (line - 1) + code, str(README), "exec"), namespace)
 
 
 @pytest.mark.slow
