@@ -9,18 +9,24 @@ not know and links to friends neither known nor new are dropped, each with one c
 
 from __future__ import annotations
 
+import copy
 import warnings
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from threadpoolctl import threadpool_limits
+
+from . import _kernels
+from ._linalg import solve_rows
 from .data import _check_labels, _check_numeric, _require_frame
 from .exceptions import DataWarning
 from .social import edge_similarity, symmetric_weights
 
-__all__ = ["FoldIn"]
+__all__ = ["FoldIn", "FoldInMixin"]
 
 
 class FoldIn:
@@ -144,3 +150,81 @@ class FoldIn:
             m.social_weights_ = W
         m.users_ = users
         m.user_factors_ = U
+
+
+class FoldInMixin:
+    """``fold_in`` and ``recommend_new`` for the ALS family: the data side is :class:`FoldIn`,
+    the maths each model's own ``_prepare``, ``_system`` and ``_fold_in_state``."""
+
+    def fold_in(self, ratings: Optional[pd.DataFrame] = None, social: Optional[pd.DataFrame] = None, *,
+                update: bool = False) -> pd.DataFrame:
+        """Factors of new users, solved with the item factors held fixed.
+
+        Each new user's row is exactly the model's own user half-step (the class
+        docstring's system): ``ALS`` its minimum-norm rule, ``RegularizedALS`` its
+        regularised (and biased, and missing-data) row, ``SocialALS`` with the new users'
+        links (the social frame, columns as in ``fit``) to users the model knows and to
+        one another. Links among new users are resolved by Jacobi sweeps, the same step
+        as in ``fit``, until no factor moves by more than 1e-12 relative (at most 500).
+
+        Parameters
+        ----------
+        ratings : DataFrame, optional
+            The new users' ratings (the columns used in ``fit``). A label the model
+            already knows is folded in afresh from these ratings. Ratings of items the
+            model does not know are dropped with a :class:`~socialals.DataWarning`.
+        social : DataFrame, optional
+            Used by ``SocialALS`` only. Rows whose ``user`` is a new user (in ``ratings``
+            or unknown to the model: a user with friends and no ratings yet) link it to
+            its ``friend``; rows whose ``friend`` is new count too (as in ``fit``, links
+            are symmetrised). Friends neither known nor new are dropped with a
+            ``DataWarning``. Known users' factors are not changed.
+        update : bool, default False
+            Also add the new users to the model (or replace the rows of known labels), so
+            that ``predict`` and ``recommend`` know them and ``save`` stores them.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by the new users' labels; columns ``factor_0 … factor_{k-1}`` (and
+            ``bias`` with biases).
+        """
+        self._check_fitted()
+        if not isinstance(update, (bool, np.bool_)):
+            raise ValueError(f"The 'update' parameter of fold_in must be a bool; got {update!r}.")
+        new = FoldIn(self, ratings, social if self._include_social_users else None)
+        fit = SimpleNamespace(
+            data=SimpleNamespace(n_users=new.n, n_items=len(self.items_), n_rated_users=new.n, R=self._seen,
+                                 has_social=False),
+            k=int(self.user_factors_.shape[1]), dtype=self.user_factors_.dtype, n_jobs=self.n_jobs,
+            U=np.zeros((new.n, self.user_factors_.shape[1]), self.user_factors_.dtype), V=self.item_factors_,
+            rows={"user": new.R}, order={"user": _kernels.row_order(np.diff(new.R.indptr), self.user_factors_.shape[1])},
+        )
+        self._prepare(fit)
+        self._fold_in_state(fit, new)
+        limit = threadpool_limits(limits=1, user_api="blas")
+        try:
+            for _ in range(500):
+                X, _sse = solve_rows(self._system(fit, "user"), fit.order["user"], n_jobs=self.n_jobs)
+                if not self._fold_in_again(fit, X):
+                    break
+        finally:
+            limit.restore_original_limits()
+        k = fit.k
+        frame = pd.DataFrame(np.asarray(X[:, :k], dtype=np.float64), index=pd.Index(new.labels, name=self.columns_.user),
+                             columns=[f"factor_{a}" for a in range(k)])
+        if self._uses_biases():
+            frame["bias"] = np.asarray(X[:, k], dtype=np.float64)
+        if update:
+            new.update_model(np.ascontiguousarray(X[:, :k]), X[:, k].copy() if self._uses_biases() else None)
+        return frame
+
+    def recommend_new(self, ratings: Optional[pd.DataFrame] = None, social: Optional[pd.DataFrame] = None,
+                      n: int = 10, **kwargs) -> pd.DataFrame:
+        """Top-``n`` items for new users, folded in (:meth:`fold_in`) without changing the
+        model; their rated items are excluded. Returns ``recommend``'s frame; further
+        keywords go to :meth:`recommend`."""
+        self._check_fitted()
+        tmp = copy.copy(self)
+        labels = tmp.fold_in(ratings, social, update=True).index
+        return tmp.recommend(list(labels), n=n, **kwargs)

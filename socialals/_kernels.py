@@ -34,7 +34,7 @@ import numpy as np
 from . import _simd
 from ._config import njit, numba_available
 
-__all__ = ["GRAM_FRACTION", "gram_min", "row_order", "solve", "neighbour_sums", "sq_distances"]
+__all__ = ["GRAM_FRACTION", "gram_min", "row_order", "solve"]
 
 # Rows with at least this fraction of k ratings take the Gram route, shorter ones Woodbury:
 # with the SIMD Gram a row of 5k/8 ratings costs about the same both ways (MovieLens-shaped
@@ -344,47 +344,3 @@ def _floats(a):
 def _index(a):
     a = np.ascontiguousarray(a)
     return a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
-
-
-@njit(parallel=True, fastmath=True, error_model="numpy")
-def _neighbour_sums(indptr, indices, weights, U, scale, out):  # pragma: no cover - compiled
-    k = U.shape[1]
-    for r in prange(len(indptr) - 1):
-        acc = np.zeros(k)
-        for p in range(indptr[r], indptr[r + 1]):
-            f = indices[p]
-            for a in range(k):
-                acc[a] += weights[p] * np.float64(U[f, a])
-        for a in range(k):
-            out[r, a] = scale * acc[a]
-
-
-@njit(parallel=True, fastmath=True, error_model="numpy")
-def _sq_distances(indptr, indices, weights, U, out):  # pragma: no cover - compiled
-    for r in prange(len(indptr) - 1):
-        acc = 0.0
-        for p in range(indptr[r], indptr[r + 1]):
-            f = indices[p]
-            d2 = 0.0
-            for a in range(U.shape[1]):
-                d = np.float64(U[r, a]) - np.float64(U[f, a])
-                d2 += d * d
-            acc += weights[p] * d2
-        out[r] = acc
-
-
-def neighbour_sums(W, U, scale, out, n_threads):
-    """``out[r, :k] = scale * sum_f W[r, f] U[f]`` (float64 sums per row, in CSR order)."""
-    with _parallel_region(n_threads):
-        _neighbour_sums(_index(W.indptr), _index(W.indices), W.data.astype(np.float64, copy=False),
-                        np.ascontiguousarray(U), float(scale), out)
-    return out
-
-
-def sq_distances(upper, U, n_threads):
-    """Per row ``r`` of the CSR ``upper``: ``sum_f upper[r, f] ||U[r] - U[f]||^2`` (float64)."""
-    out = np.empty(upper.shape[0])
-    with _parallel_region(n_threads):
-        _sq_distances(_index(upper.indptr), _index(upper.indices), upper.data.astype(np.float64, copy=False),
-                      np.ascontiguousarray(U), out)
-    return out

@@ -22,7 +22,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["NO_EVIDENCE_SIMILARITY", "edge_similarity", "symmetric_weights"]
+from . import _kernels
+from ._config import njit
+
+if _kernels.numba_available:
+    from numba import prange
+
+__all__ = ["NO_EVIDENCE_SIMILARITY", "edge_similarity", "symmetric_weights", "neighbour_sums", "sq_distances"]
 
 NO_EVIDENCE_SIMILARITY = 0.5
 
@@ -78,3 +84,49 @@ def symmetric_weights(n_users: int, src: np.ndarray, dst: np.ndarray, weight: np
     W.eliminate_zeros()
     W.sort_indices()
     return W
+
+
+# The compiled products of W with the factors (SocialALS's right-hand side and term; the
+# numpy references are in socialals.als, beside their use).
+@njit(parallel=True, fastmath=True, error_model="numpy")
+def _neighbour_sums(indptr, indices, weights, U, scale, out):  # pragma: no cover - compiled
+    k = U.shape[1]
+    for r in prange(len(indptr) - 1):
+        acc = np.zeros(k)
+        for p in range(indptr[r], indptr[r + 1]):
+            f = indices[p]
+            for a in range(k):
+                acc[a] += weights[p] * np.float64(U[f, a])
+        for a in range(k):
+            out[r, a] = scale * acc[a]
+
+
+@njit(parallel=True, fastmath=True, error_model="numpy")
+def _sq_distances(indptr, indices, weights, U, out):  # pragma: no cover - compiled
+    for r in prange(len(indptr) - 1):
+        acc = 0.0
+        for p in range(indptr[r], indptr[r + 1]):
+            f = indices[p]
+            d2 = 0.0
+            for a in range(U.shape[1]):
+                d = np.float64(U[r, a]) - np.float64(U[f, a])
+                d2 += d * d
+            acc += weights[p] * d2
+        out[r] = acc
+
+
+def neighbour_sums(W, U, scale, out, n_threads):
+    """``out[r, :k] = scale * sum_f W[r, f] U[f]`` (float64 sums per row, in CSR order)."""
+    with _kernels._parallel_region(n_threads):
+        _neighbour_sums(_kernels._index(W.indptr), _kernels._index(W.indices), W.data.astype(np.float64, copy=False),
+                        np.ascontiguousarray(U), float(scale), out)
+    return out
+
+
+def sq_distances(upper, U, n_threads):
+    """Per row ``r`` of the CSR ``upper``: ``sum_f upper[r, f] ||U[r] - U[f]||^2`` (float64)."""
+    out = np.empty(upper.shape[0])
+    with _kernels._parallel_region(n_threads):
+        _sq_distances(_kernels._index(upper.indptr), _kernels._index(upper.indices), upper.data.astype(np.float64, copy=False),
+                      np.ascontiguousarray(U), out)
+    return out

@@ -10,6 +10,7 @@ from socialals import _kernels
 from socialals._config import numba_available
 from socialals._linalg import RowSystem
 from socialals._linalg import solve_rows as solve_system
+from socialals import social
 from socialals.social import symmetric_weights
 
 from conftest import planted_ratings, random_social
@@ -546,14 +547,14 @@ def test_compiled_social_sums_equal_sparse_products(dtype):
     outs = []
     for threads in (1, 2):
         out = np.zeros((n, k + 1), dtype=dtype)  # wider than U, as with biases
-        _kernels.neighbour_sums(W, U, 0.7, out, threads)
+        social.neighbour_sums(W, U, 0.7, out, threads)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(outs[0][:, :k], 0.7 * (W @ U.astype(np.float64)), rtol=tol, atol=tol)
     assert (outs[0][:, k] == 0).all()
     upper = sp.triu(W, k=1).tocsr()
-    d = _kernels.sq_distances(upper, U, 2)
+    d = social.sq_distances(upper, U, 2)
     rows = np.repeat(np.arange(n), np.diff(upper.indptr))
     diff = U[rows].astype(np.float64) - U[upper.indices]
     np.testing.assert_allclose(d.sum(), upper.data @ (diff**2).sum(1), rtol=1e-10)
@@ -739,8 +740,10 @@ def test_compile_failure_warns_once_and_uses_the_reference(small_problem, monkey
         raise _config._ForcedCompileFailure("forced for the test")
 
     monkeypatch.setattr(_kernels, "solve", broken)
-    monkeypatch.setattr(_kernels, "neighbour_sums", broken)
-    monkeypatch.setattr(_kernels, "sq_distances", broken)
+    import socialals.als as als_module
+
+    monkeypatch.setattr(als_module, "social_sums", broken)
+    monkeypatch.setattr(als_module, "social_distances", broken)
     _config._forget_failures()
     try:
         with pytest.warns(RuntimeWarning, match="failed to compile") as record:
