@@ -587,7 +587,6 @@ class SocialALS(RegularizedALS):
         if fit.W is not None:
             deg = np.asarray(fit.W.sum(axis=1)).ravel()
             fit.diag["user"][:, : fit.k] += fit.alpha * deg[:, None]
-            fit.upper = sp.triu(fit.W, k=1).tocsr()  # each link once
 
     def _fold_in_state(self, fit, new) -> None:
         super()._fold_in_state(fit, new)
@@ -624,18 +623,18 @@ class SocialALS(RegularizedALS):
 
     def _objective(self, fit, sse: np.ndarray) -> float:
         loss = super()._objective(fit, sse)
-        if fit.W is not None and fit.upper.nnz:
+        if fit.W is not None and fit.W.nnz:  # every link is in W twice: half of Σ_i Σ_f
             def reference():
-                rows = np.repeat(np.arange(fit.upper.shape[0]), np.diff(fit.upper.indptr))
-                diff = fit.U[rows].astype(np.float64) - fit.U[fit.upper.indices]
-                return float(fit.upper.data @ np.einsum("ij,ij->i", diff, diff))
+                rows = np.repeat(np.arange(fit.W.shape[0]), np.diff(fit.W.indptr))
+                diff = fit.U[rows].astype(np.float64) - fit.U[fit.W.indices]
+                return float(fit.W.data @ np.einsum("ij,ij->i", diff, diff))
 
             links = compiled_or_reference(
                 "social_term",
-                lambda: float(social_distances(fit.upper, fit.U, effective_n_jobs(fit.n_jobs)).sum()),
+                lambda: float(social_distances(fit.W, fit.U, effective_n_jobs(fit.n_jobs)).sum()),
                 reference,
             )
-            loss += 0.5 * fit.alpha * links
+            loss += 0.25 * fit.alpha * links
         return loss
 
     def _store(self, fit, history) -> None:

@@ -351,7 +351,7 @@ def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
     dst = users.get_indexer(b).astype(np.int64)
 
     keep = _edges_to_keep(src * len(users) + dst, src == dst, "social", stacklevel=4)
-    return src[keep], dst[keep], w[keep], users
+    return _narrow(src[keep]), _narrow(dst[keep]), w[keep], users
 
 
 # ---------------------------------------------------------------------------- sparse input

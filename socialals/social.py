@@ -78,11 +78,23 @@ def edge_similarity(R: sp.csr_matrix, src: np.ndarray, dst: np.ndarray, kind: st
 
 
 def symmetric_weights(n_users: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> sp.csr_matrix:
-    """``W = (S + S^T) / 2`` as CSR with sorted indices and no explicit zeros."""
-    S = sp.csr_matrix((np.asarray(weight, dtype=np.float64), (src, dst)), shape=(n_users, n_users))
-    W = ((S + S.T) * 0.5).tocsr()
+    """``W = (S + S^T) / 2`` as CSR with sorted indices and no explicit zeros.
+
+    Built in one coordinate-to-CSR conversion of both directions (the halves of a link
+    given both ways add up), with 32-bit indices where they fit: no S, Sᵀ and sum copies.
+    """
+    n = len(src)
+    data = np.empty(2 * n)
+    data[:n] = weight
+    data[n:] = weight
+    data *= 0.5
+    index = np.int32 if n_users < 2**31 - 1 else np.int64
+    rows, cols = np.empty(2 * n, index), np.empty(2 * n, index)
+    rows[:n], rows[n:], cols[:n], cols[n:] = src, dst, dst, src
+    W = sp.csr_matrix((data, (rows, cols)), shape=(n_users, n_users))
+    del data, rows, cols
+    W.sum_duplicates()
     W.eliminate_zeros()
-    W.sort_indices()
     return W
 
 
@@ -123,10 +135,10 @@ def neighbour_sums(W, U, scale, out, n_threads):
     return out
 
 
-def sq_distances(upper, U, n_threads):
-    """Per row ``r`` of the CSR ``upper``: ``sum_f upper[r, f] ||U[r] - U[f]||^2`` (float64)."""
-    out = np.empty(upper.shape[0])
+def sq_distances(W, U, n_threads):
+    """Per row ``r`` of the CSR ``W``: ``sum_f W[r, f] ||U[r] - U[f]||^2`` (float64)."""
+    out = np.empty(W.shape[0])
     with _kernels._parallel_region(n_threads):
-        _sq_distances(_kernels._index(upper.indptr), _kernels._index(upper.indices), upper.data.astype(np.float64, copy=False),
+        _sq_distances(_kernels._index(W.indptr), _kernels._index(W.indices), W.data.astype(np.float64, copy=False),
                       np.ascontiguousarray(U), out)
     return out
