@@ -30,6 +30,10 @@ from ._config import get_config
 __all__ = ["solve_on_cluster", "require_distributed"]
 
 _RETRIES = 2
+# Set to a list to record, per half-step, the bytes Dask's scheduler reports for what was
+# sent (blocks, extra, the broadcast factors times their replicas) and returned
+# (benchmarks/bench_scale.py). None: no extra round trips to the scheduler.
+METRICS = None
 _STATIC = ("indptr", "indices", "targets", "diag", "sse_targets")
 
 
@@ -94,6 +98,21 @@ def _is_lost(exc, distributed) -> bool:
     return isinstance(exc, tuple(kinds))
 
 
+def _shipped(client, fresh, extra, Y, results):
+    """Bytes (the scheduler's ``nbytes`` times the replicas ``who_has`` lists) of the blocks
+    scattered in this half-step, its social pull, broadcast factors and returned rows."""
+    def total(futures):
+        futures = [f for f in futures if hasattr(f, "key")]
+        if not futures:
+            return 0
+        sizes = client.nbytes([f.key for f in futures], summary=False)
+        where = client.who_has(futures)
+        return int(sum(sizes.get(f.key, 0) * max(1, len(where.get(f.key, ()))) for f in futures))
+
+    return {"blocks": total(fresh), "extra": total(extra), "broadcast": total([Y]), "results": total(results),
+            "n_workers": len(client.nthreads())}
+
+
 def solve_on_cluster(client, system, X, sse, cache, n_blocks):
     """Solve every row of ``system`` on ``client``'s workers into ``X`` (and ``sse``)."""
     distributed = require_distributed()
@@ -112,7 +131,7 @@ def solve_on_cluster(client, system, X, sse, cache, n_blocks):
     last = None
     for attempt in range(_RETRIES + 1):
         try:
-            parts = {}
+            parts, fresh = {}, []
             for name in _STATIC:  # scattered once per fit while the array stays the same object
                 a = getattr(system, name)
                 ckey = ("static", name, id(a), id(system.indptr))
@@ -121,6 +140,7 @@ def solve_on_cluster(client, system, X, sse, cache, n_blocks):
                     sl = _slices(system, name, bounds)
                     futures = client.scatter(sl, hash=False) if a is not None else sl
                     held = cache[ckey] = (a, futures)
+                    fresh.extend(futures)
                 parts[name] = held[1]
             extra = _slices(system, "extra", bounds)
             if system.extra is not None:
@@ -133,6 +153,8 @@ def solve_on_cluster(client, system, X, sse, cache, n_blocks):
                 for b in range(len(bounds) - 1)
             ]
             results = client.gather(futures)
+            if METRICS is not None:
+                METRICS.append(_shipped(client, fresh, extra, Y, futures))
             break
         except Exception as exc:  # a lost worker: scatter its blocks again
             if not _is_lost(exc, distributed):
