@@ -19,8 +19,9 @@ Where the blocks run follows joblib's active backend (``joblib.parallel_config``
   half-step); past that the fit stops with a :class:`RuntimeError`, never with wrong
   factors.
 
-The default local schedule (threads, no explicit backend) runs numba's own ``prange``
-kernel or the joblib blocks, per ``socialals.config_context(schedule=...)``.
+With threads (no explicit backend, or ``"threading"``), ``socialals.config_context(
+schedule="prange")`` runs numba's own ``prange`` kernel over the whole half-step instead
+of joblib blocks (the same factors).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def active_route(n_jobs) -> tuple:
     if type(backend).__module__.startswith("joblib._dask"):
         return "dask", backend
     if isinstance(backend, (_joblib_parallel.ThreadingBackend, _joblib_parallel.SequentialBackend)):
-        return ("threads" if get_config()["schedule"] == "blocks" else "prange"), backend
+        return ("prange" if get_config()["schedule"] == "prange" else "threads"), backend
     return "joblib", backend
 
 

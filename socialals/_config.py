@@ -6,10 +6,11 @@
     to compile turns itself off with one warning (see :func:`compiled_or_reference`).
 
 ``schedule``
-    ``"prange"`` (default) or ``"blocks"``: how a fit without an explicit joblib backend
-    runs a half-step's rows on ``n_jobs`` threads, on numba's own threads or as blocks of
-    rows scheduled by joblib threads (:mod:`socialals._blocks`). Results are bit-identical
-    either way. Under another joblib backend (``joblib.parallel_config(backend="loky")``,
+    ``"blocks"`` (default) or ``"prange"``: how a fit without an explicit joblib backend
+    runs a half-step's rows on ``n_jobs`` threads, as cost-balanced blocks of rows
+    scheduled by joblib threads (:mod:`socialals._blocks`) or on numba's own threads.
+    Results are bit-identical either way; on a loaded 2-core machine the blocks took
+    0.30-0.90x prange's time per iteration (``benchmarks/results/bench_versions_blocks.txt``). Under another joblib backend (``joblib.parallel_config(backend="loky")``,
     ``"dask"``) the blocks always run on that backend.
 
 ``n_blocks``
@@ -42,7 +43,7 @@ import warnings
 __all__ = ["get_config", "set_config", "config_context", "njit", "numba_available"]
 
 _lock = threading.Lock()
-_config = {"compiled": True, "schedule": "prange", "n_blocks": None}
+_config = {"compiled": True, "schedule": "blocks", "n_blocks": None}
 _failed: set[str] = set()  # kernels that failed to compile: they stay on the reference
 
 

@@ -21,8 +21,11 @@ Notation: ``Ω`` the observed (user, item) pairs, ``n_i`` the number of ratings 
 
 Threads
 -------
-Each half-step's rows are solved by the compiled kernel on ``n_jobs`` numba threads (rows
-are independent, so results are bit-identical for any ``n_jobs``). For the duration of
+Each half-step's rows are cut into blocks of about equal cost; each block is one joblib
+task running the compiled kernel serially without the GIL, on ``n_jobs`` threads, or on
+the workers of another joblib backend (``joblib.parallel_config(backend="dask")`` with a
+``dask.distributed.Client``: see :mod:`socialals._blocks`). Rows are independent, so
+results are bit-identical for any ``n_jobs``, block count and backend. For the duration of
 ``fit`` the BLAS pool is limited to one thread (threadpoolctl): the dense products of a fit
 are small, and BLAS threads would only contend with the kernel's. ``recommend`` scores users
 with one large matrix product and leaves BLAS its threads.

@@ -52,7 +52,8 @@ def test_cost_blocks_are_contiguous_balanced_and_cover_every_row():
 def test_block_routes_equal_prange_bit_for_bit(dtype, want_sse):
     system = mixed_system(dtype=dtype)
     order = _kernels.row_order(np.diff(system.indptr), system.Y.shape[1])
-    X0, sse0 = solve_rows(system, order, want_sse=want_sse, n_jobs=2)
+    with socialals.config_context(schedule="prange"):
+        X0, sse0 = solve_rows(system, order, want_sse=want_sse, n_jobs=2)
     # the reference agrees (the maths), and the routes agree bit for bit (the schedule)
     ref = solve_reference(system)
     tol = 1e-4 if dtype == np.float32 else 1e-8
@@ -74,11 +75,13 @@ def test_block_routes_equal_prange_bit_for_bit(dtype, want_sse):
 
 
 def test_active_route_follows_config_and_joblib_backend():
-    assert _blocks.active_route(2)[0] == "prange"
-    with socialals.config_context(schedule="blocks"):
-        assert _blocks.active_route(2)[0] == "threads"
-    with joblib.parallel_config(backend="threading"):
+    assert _blocks.active_route(2)[0] == "threads"  # the default
+    with socialals.config_context(schedule="prange"):
         assert _blocks.active_route(2)[0] == "prange"
+        with joblib.parallel_config(backend="threading"):
+            assert _blocks.active_route(2)[0] == "prange"
+    with joblib.parallel_config(backend="threading"):
+        assert _blocks.active_route(2)[0] == "threads"
     with joblib.parallel_config(backend="loky"):
         assert _blocks.active_route(2)[0] == "joblib"
 
@@ -106,7 +109,8 @@ def test_bad_n_blocks_is_a_clear_error(bad):
 )
 def test_fits_by_blocks_equal_prange_fits(make, small_problem):
     ratings, social = small_problem
-    ref = make().fit(ratings, social)
+    with socialals.config_context(schedule="prange"):
+        ref = make().fit(ratings, social)
     fits = []
     with socialals.config_context(schedule="blocks"):
         for n_jobs, n_blocks in ((1, None), (2, 1), (2, 7), (3, 1000)):
