@@ -75,8 +75,18 @@ def test_ratings_travel_once_per_fit_and_factors_once_per_half_step(client, smal
     assert len(blocks) == 2 * 4
 
 
-def test_a_worker_killed_mid_fit_is_survived_with_the_same_factors(client, small_problem):
+def test_a_worker_killed_mid_fit_is_survived_with_the_same_factors(client, small_problem, monkeypatch):
+    from socialals import _dask
+
     ratings, social = small_problem
+    losses = []
+    is_lost = _dask._is_lost
+
+    def recording(exc, distributed):
+        losses.append(type(exc).__name__)
+        return is_lost(exc, distributed)
+
+    monkeypatch.setattr(_dask, "_is_lost", recording)
     local = MODELS["SocialALS"]().set_params(iterations=4).fit(ratings, social)
     killed = []
 
@@ -91,6 +101,7 @@ def test_a_worker_killed_mid_fit_is_survived_with_the_same_factors(client, small
     with joblib.parallel_config(backend="dask"):
         remote = MODELS["SocialALS"]().set_params(iterations=4, callback=kill_one).fit(ratings, social)
     assert killed
+    assert losses  # the lost blocks were noticed and sent again
     same_fit(local, remote)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
 
@@ -140,3 +151,14 @@ def test_closed_client_is_a_clear_error(small_problem):
     finally:
         c.close()
         cluster.close()
+
+
+def test_readme_scaling_out_snippet_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md (Scaling out)", "exec"), {})
