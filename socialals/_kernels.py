@@ -20,8 +20,10 @@ A row whose Cholesky meets a pivot at or below its floor (0 for positive definit
 systems; ``1e-12`` of the largest diagonal entry where some ``d`` is 0, the singularity
 test of plain ALS) is handed back: :func:`solve` returns it unsolved and the caller uses
 the reference. Rows are independent and each row's arithmetic depends only on its own
-data, so results are bit-identical for any number of threads; threads take rows
-round-robin from a list sorted by cost.
+data, so results are bit-identical for any number of threads and any schedule. The kernel
+is compiled twice from one source: with ``prange`` (:func:`solve`: numba threads take rows
+round-robin from a list sorted by cost) and serially without the GIL
+(:func:`solve_serial`: one block of rows per joblib task, see :mod:`socialals._blocks`).
 """
 
 from __future__ import annotations
