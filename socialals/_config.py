@@ -10,7 +10,8 @@
     runs a half-step's rows on ``n_jobs`` threads, as cost-balanced blocks of rows
     scheduled by joblib threads (:mod:`socialals._blocks`) or on numba's own threads.
     Results are bit-identical either way; on a loaded 2-core machine the blocks took
-    0.30-0.90x prange's time per iteration (``benchmarks/results/bench_versions_blocks.txt``). Under another joblib backend (``joblib.parallel_config(backend="loky")``,
+    0.30-0.97x prange's time per iteration in 23 of 24 interleaved cells, 1.84x in one
+    (``benchmarks/results/bench_versions_blocks*.txt``). Under another joblib backend (``joblib.parallel_config(backend="loky")``,
     ``"dask"``) the blocks always run on that backend.
 
 ``n_blocks``
