@@ -152,13 +152,3 @@ def test_closed_client_is_a_clear_error(small_problem):
         c.close()
         cluster.close()
 
-
-def test_readme_scaling_out_snippet_runs():
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1
-    exec(compile(blocks[0], "README.md (Scaling out)", "exec"), {})
