@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_versions.py                       # old = df5e99b
     python benchmarks/bench_versions.py --old HEAD~5 --rounds 3 --data ml1m
+    python benchmarks/bench_versions.py --old main --data ml1m --new-config '{"schedule": "blocks"}'
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from bench_als import ml1m_like
 import socialals
 from socialals import RegularizedALS, SocialALS, load_ciao
 settings = json.loads(sys.argv[2])
+if len(sys.argv) > 4 and sys.argv[4] != "{}":
+    socialals.set_config(**json.loads(sys.argv[4]))
 out = []
 data = {}
 for s in settings:
@@ -81,6 +84,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"))
     ap.add_argument("--output", default=None, help="also write the table here")
+    ap.add_argument("--new-config", default="{}",
+                    help='socialals.set_config keywords for the new version, as JSON (e.g. \'{"schedule": "blocks"}\')')
     args = ap.parse_args(argv)
     todo = settings(args.data, args.k, args.dtype, args.iterations)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +96,8 @@ def main(argv=None):
             rows = []
             for r in range(args.rounds):
                 for version, path in (("old", old), ("new", ROOT)):
-                    done = subprocess.run([sys.executable, "-c", ROUND, str(path), json.dumps(todo), args.shared],
+                    config = args.new_config if version == "new" else "{}"
+                    done = subprocess.run([sys.executable, "-c", ROUND, str(path), json.dumps(todo), args.shared, config],
                                           capture_output=True, text=True, check=True)
                     for row in json.loads(done.stdout.strip().splitlines()[-1]):
                         rows.append({**row, "version": version, "round": r})
@@ -103,7 +109,8 @@ def main(argv=None):
     best["new/old"] = best["new"] / best["old"]
     plain = best.xs("RegularizedALS", level="model")["new"]
     w0 = best.xs("RegularizedALS+w0", level="model")["new"]
-    text = (f"python benchmarks/bench_versions.py --old {args.old} (best of {args.rounds} interleaved rounds "
+    extra = f" --new-config '{args.new_config}'" if args.new_config != "{}" else ""
+    text = (f"python benchmarks/bench_versions.py --old {args.old}{extra} (best of {args.rounds} interleaved rounds "
             f"x 2 fits, 2 threads, s/iter)\n\n" + best.to_string(float_format=lambda x: f"{x:.4f}")
             + "\n\nmissing-data term, new version: RegularizedALS(unobserved_weight=0.1) / RegularizedALS\n"
             + (w0 / plain).rename("w0 / plain").to_string(float_format=lambda x: f"{x:.3f}"))

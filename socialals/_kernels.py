@@ -20,21 +20,24 @@ A row whose Cholesky meets a pivot at or below its floor (0 for positive definit
 systems; ``1e-12`` of the largest diagonal entry where some ``d`` is 0, the singularity
 test of plain ALS) is handed back: :func:`solve` returns it unsolved and the caller uses
 the reference. Rows are independent and each row's arithmetic depends only on its own
-data, so results are bit-identical for any number of threads; threads take rows
-round-robin from a list sorted by cost.
+data, so results are bit-identical for any number of threads and any schedule. The kernel
+is compiled twice from one source: with ``prange`` (:func:`solve`: numba threads take rows
+round-robin from a list sorted by cost) and serially without the GIL
+(:func:`solve_serial`: one block of rows per joblib task, see :mod:`socialals._blocks`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import types
 
 import numpy as np
 
 from . import _simd
 from ._config import njit, numba_available
 
-__all__ = ["GRAM_FRACTION", "gram_min", "row_order", "solve"]
+__all__ = ["GRAM_FRACTION", "gram_min", "row_cost", "row_order", "cost_blocks", "solve", "solve_serial"]
 
 # Rows with at least this fraction of k ratings take the Gram route, shorter ones Woodbury:
 # with the SIMD Gram a row of 5k/8 ratings costs about the same both ways (MovieLens-shaped
@@ -74,12 +77,32 @@ def gram_min(k: int) -> int:
     return max(1, int(np.ceil(GRAM_FRACTION * k)))
 
 
-def row_order(counts: np.ndarray, k: int) -> np.ndarray:
-    """Rows by decreasing estimated cost (Gram ~ m k^2/2 + k^3/3, Woodbury ~ m^2 (m/3 + k)),
-    for the round-robin threads. Only balances threads; results never depend on it."""
+def row_cost(counts: np.ndarray, k: int) -> np.ndarray:
+    """Estimated cost of each row (Gram ~ m k^2/2 + k^3/3, Woodbury ~ m^2 (m/3 + k)), float64."""
     n = counts.astype(np.float64)
-    cost = np.where(counts >= gram_min(k), n * (k * k / 2) + k**3 / 3, n * n * (n / 3 + k) + k)
+    return np.where(counts >= gram_min(k), n * (k * k / 2) + k**3 / 3, n * n * (n / 3 + k) + k)
+
+
+def row_order(counts: np.ndarray, k: int) -> np.ndarray:
+    """Rows by decreasing estimated cost (:func:`row_cost`), for the round-robin threads.
+    Only balances threads; results never depend on it."""
+    cost = row_cost(counts, k)
     return np.argsort((-8 * np.log2(cost)).astype(np.int16), kind="stable").astype(np.int64)
+
+
+def cost_blocks(counts: np.ndarray, k: int, n_blocks: int) -> np.ndarray:
+    """Cut rows ``0 .. len(counts)`` into at most ``n_blocks`` contiguous ranges of about
+    equal :func:`row_cost`: the returned ``bounds`` (ascending, from 0 to ``len(counts)``)
+    give block ``b`` as rows ``bounds[b]:bounds[b + 1]``. Empty ranges are dropped.
+    Contiguous rows are contiguous slices of the CSR arrays, so a block ships as slices.
+    Only balances the work; results never depend on it."""
+    n = len(counts)
+    n_blocks = max(1, min(int(n_blocks), n))
+    if n == 0:
+        return np.zeros(1, dtype=np.int64)
+    cum = np.cumsum(row_cost(counts, k))
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_blocks) / n_blocks, side="left") + 1
+    return np.unique(np.concatenate([[0], np.minimum(cuts, n), [n]])).astype(np.int64)
 
 
 _jit = njit(fastmath=True, nogil=True, error_model="numpy")
@@ -182,8 +205,7 @@ def _cholesky_solve(S, n, x, piv, floor):  # pragma: no cover - compiled
     return True
 
 
-@njit(parallel=True, fastmath=True, error_model="numpy")
-def _kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, diag, extra, use_extra, gram0, rhs0,
+def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, diag, extra, use_extra, gram0, rhs0,
             use_shared, scale, want_sse, sse_targets, out, sse, ok):  # pragma: no cover - compiled
     k = Y.shape[1]
     kp = (k + 7) // 8 * 8
@@ -298,40 +320,70 @@ def _kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, diag, ex
                     sse[r, z] = acc[z]
 
 
+def _compiled(fn, name, **options):
+    """``fn`` compiled under its own name (numba's on-disk cache keys kernels by qualified name
+    and line, not by options: two compilations of one function must not share an entry)."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = name
+    return njit(fastmath=True, error_model="numpy", **options)(twin)
+
+
+# One source, two compilations: the rows over numba's threads (``prange`` over ``n_chunks``
+# round-robin chunks of ``order``), and serial, releasing the GIL, for one block of rows
+# per joblib task (``prange`` is ``range`` there; call it with ``n_chunks=1``).
+_kernel = _compiled(_rows_kernel, "_kernel_prange", parallel=True)
+_kernel_serial = _compiled(_rows_kernel, "_kernel_serial", nogil=True)
+
+
+def _arguments(system, n_rows, k):
+    """The kernel's arguments after ``order, n_chunks``, up to (not including) ``out``."""
+    Y = np.ascontiguousarray(system.Y)
+    diag = system.diag if system.diag is not None else np.zeros((n_rows, k), Y.dtype)  # minimum norm
+    use_extra = system.extra is not None
+    use_shared = system.gram is not None
+    return (
+        16 if Y.dtype == np.float32 else 8,  # the SIMD tile's width
+        gram_min(k),
+        _index(system.indptr),
+        _index(system.indices),
+        _floats(system.targets),
+        Y,
+        np.ascontiguousarray(diag, dtype=Y.dtype),
+        np.ascontiguousarray(system.extra, dtype=Y.dtype) if use_extra else np.zeros((1, k), Y.dtype),
+        use_extra,
+        np.ascontiguousarray(system.gram, dtype=np.float64) if use_shared else np.zeros((1, 1)),
+        np.ascontiguousarray(system.rhs, dtype=np.float64) if use_shared else np.zeros(1),
+        use_shared,
+        float(system.scale),
+    )
+
+
 def solve(system, order, n_threads, out, sse):
     """Solve every row of ``system`` into ``out`` (and, when ``sse`` is an (n_rows, n_targets)
     array, each row's squared residuals against ``system.sse_targets``); returns the boolean
     mask of rows solved (the others are left for the reference). ``order``: :func:`row_order`."""
-    Y = np.ascontiguousarray(system.Y)
     n_rows, k = out.shape
-    diag = system.diag if system.diag is not None else np.zeros((n_rows, k), Y.dtype)  # minimum norm
-    use_extra = system.extra is not None
-    use_shared = system.gram is not None
     ok = np.ones(n_rows, dtype=bool)
     threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS, max(1, n_rows)))
     with _parallel_region(threads):
-        _kernel(
-            order,
-            threads,
-            16 if Y.dtype == np.float32 else 8,  # the SIMD tile's width
-            gram_min(k),
-            _index(system.indptr),
-            _index(system.indices),
-            _floats(system.targets),
-            Y,
-            np.ascontiguousarray(diag, dtype=Y.dtype),
-            np.ascontiguousarray(system.extra, dtype=Y.dtype) if use_extra else np.zeros((1, k), Y.dtype),
-            use_extra,
-            np.ascontiguousarray(system.gram, dtype=np.float64) if use_shared else np.zeros((1, 1)),
-            np.ascontiguousarray(system.rhs, dtype=np.float64) if use_shared else np.zeros(1),
-            use_shared,
-            float(system.scale),
-            sse is not None,
-            _floats(system.residual_targets()),
-            out,
-            sse if sse is not None else np.zeros((1, 1)),
-            ok,
-        )
+        _kernel(order, threads, *_arguments(system, n_rows, k), sse is not None,
+                _floats(system.residual_targets()), out,
+                sse if sse is not None else np.zeros((1, 1)), ok)
+    return ok
+
+
+def solve_serial(system, rows, out, sse, ok, arguments=None):
+    """Solve the rows ``rows`` of ``system`` on the calling thread, without the GIL: the
+    same kernel as :func:`solve` (one source, compiled serially), for one block of a
+    joblib-scheduled half-step. Writes ``out[rows]``, ``sse[rows]`` and ``ok[rows]`` (False
+    where the reference must decide); other rows are untouched. ``arguments``:
+    :func:`_arguments` once per half-step, shared by the blocks."""
+    n_rows, k = out.shape
+    if arguments is None:
+        arguments = _arguments(system, n_rows, k)
+    _kernel_serial(np.ascontiguousarray(rows, dtype=np.int64), 1, *arguments, sse is not None,
+                   _floats(system.residual_targets()), out,
+                   sse if sse is not None else np.zeros((1, 1)), ok)
     return ok
 
 

@@ -107,11 +107,14 @@ def _pinv(S):
     return np.linalg.pinv(S, rcond=1e-10, hermitian=True) if S.size else S
 
 
-def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, n_jobs=1):
+def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, n_jobs=1, cache=None):
     """Solve (1) for every row: ``X`` (n_rows x kk, ``Y``'s dtype) and, when asked, each
     row's ``Σ_j (g_ij − y_jᵀ x_i)²`` (float64, n_rows x n_targets) for each row ``g`` of
     ``system.residual_targets()``. ``order`` is the rows' cost order
-    (:func:`socialals._kernels.row_order`); results never depend on it or on ``n_jobs``.
+    (:func:`socialals._kernels.row_order`); results never depend on it, on ``n_jobs`` or
+    on where the rows run (numba threads, joblib blocks, a Dask cluster: see
+    :mod:`socialals._blocks`). ``cache``: a dict kept for one fit, where a cluster keeps
+    what it has been sent (so ratings travel once per fit).
 
     Raises :class:`~socialals.DivergenceError` when a solution is not finite.
     """
@@ -119,9 +122,13 @@ def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, 
     sse = np.zeros((system.n_rows, len(system.residual_targets()))) if want_sse else None
 
     def compiled():
-        from . import _kernels
+        from . import _blocks, _kernels
 
-        ok = _kernels.solve(system, order, effective_n_jobs(n_jobs), X, sse)
+        route, backend = _blocks.active_route(n_jobs)
+        if route == "prange":
+            ok = _kernels.solve(system, order, effective_n_jobs(n_jobs), X, sse)
+        else:
+            ok = _blocks.solve_blocks(system, X, sse, n_jobs, route, backend, cache)
         if not ok.all():  # near-singular rows: the reference decides
             solve_reference(system, np.flatnonzero(~ok), X, sse)
         return X

@@ -21,8 +21,11 @@ Notation: ``Ω`` the observed (user, item) pairs, ``n_i`` the number of ratings 
 
 Threads
 -------
-Each half-step's rows are solved by the compiled kernel on ``n_jobs`` numba threads (rows
-are independent, so results are bit-identical for any ``n_jobs``). For the duration of
+Each half-step's rows are cut into blocks of about equal cost; each block is one joblib
+task running the compiled kernel serially without the GIL, on ``n_jobs`` threads, or on
+the workers of another joblib backend (``joblib.parallel_config(backend="dask")`` with a
+``dask.distributed.Client``: see :mod:`socialals._blocks`). Rows are independent, so
+results are bit-identical for any ``n_jobs``, block count and backend. For the duration of
 ``fit`` the BLAS pool is limited to one thread (threadpoolctl): the dense products of a fit
 are small, and BLAS threads would only contend with the kernel's. ``recommend`` scores users
 with one large matrix product and leaves BLAS its threads.
@@ -89,6 +92,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
             rows={"user": data.R, "item": data.Rt},
             # the kernel's row order, once per fit (it only balances threads)
             order={side: _kernels.row_order(np.diff(M.indptr), k) for side, M in (("user", data.R), ("item", data.Rt))},
+            cache={},  # what a Dask cluster holds for this fit (socialals._dask)
         )
         self._prepare(fit)
         limit = threadpool_limits(limits=1, user_api="blas")
@@ -99,7 +103,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
             for it in range(int(self.iterations)):
                 for side in ("user", "item"):  # the user step uses the friends' previous factors (Jacobi)
                     X, sse = solve_rows(self._system(fit, side), fit.order[side], want_sse=side == "item",
-                                        n_jobs=self.n_jobs)
+                                        n_jobs=self.n_jobs, cache=fit.cache)
                     self._assign(fit, side, X)
                 history.append(self._objective(fit, sse))
                 self._store(fit, history)
@@ -111,6 +115,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
                     break
         finally:
             limit.restore_original_limits()
+            fit.cache.clear()  # releases what a cluster held for this fit
         self.fit_seconds_ = time.perf_counter() - t0
         if self.tol > 0 and not converged and len(history) == int(self.iterations):
             last = (history[-2] - history[-1]) / abs(history[-2]) if len(history) > 1 else float("nan")

@@ -114,7 +114,11 @@ def _preview(frame: pd.DataFrame, mask: np.ndarray, n: int = 5) -> str:
 
 def _require_frame(frame, name: str, required: list[str], optional: tuple = ()) -> None:
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"'{name}' must be a pandas DataFrame; got {type(frame).__name__}.")
+        kind = f"{type(frame).__module__}.{type(frame).__name__}"
+        hint = (" A Dask frame is not accepted yet: fit on a Dask cluster from a pandas frame inside "
+                "joblib.parallel_config(backend='dask') (see the README's 'Scaling out')."
+                if type(frame).__module__.startswith("dask") else "")
+        raise TypeError(f"'{name}' must be a pandas DataFrame; got {kind}.{hint}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(

@@ -740,6 +740,7 @@ def test_compile_failure_warns_once_and_uses_the_reference(small_problem, monkey
         raise _config._ForcedCompileFailure("forced for the test")
 
     monkeypatch.setattr(_kernels, "solve", broken)
+    monkeypatch.setattr(_kernels, "solve_serial", broken)  # the joblib block schedule's kernel
     import socialals.als as als_module
 
     monkeypatch.setattr(als_module, "social_sums", broken)

@@ -83,6 +83,9 @@ def local_filmtrust(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("section", list(SECTIONS), ids=list(SECTIONS))
 def test_python_snippets_run(section, tmp_path, monkeypatch, local_filmtrust):
+    if section == "Scaling out":
+        pytest.importorskip("distributed", reason="the Scaling out snippet needs dask.distributed "
+                            "(pip install 'socialals[dask]')")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__"}
     with warnings.catch_warnings():

@@ -1,0 +1,211 @@
+"""SocialALS from 0.1 M to 10 M synthetic ratings: local threads, and a 2-worker Dask cluster.
+
+Data: MovieLens-like synthetic sets (:func:`synthetic`): ``ratings / 165`` users with
+log-normal activity (at least 20 ratings each, as in MovieLens), ``3706 * sqrt(ratings /
+1 M)`` items with Zipf(0.9) popularity (1 M ratings is ML-1M's shape, 10 M close to
+ML-10M's), ratings 1-5 from a rank-8 model plus noise; a social graph of ``5 x users``
+random directed links (about 10 links per user once symmetrised).
+
+Each measurement runs in a fresh process: it builds the data, warms the kernels up on a
+tiny fit, resets the peak-RSS mark (``/proc/self/clear_refs``), fits, and reads
+``VmHWM`` from ``/proc/self/status``:
+
+* ``local``: ``SocialALS(factors=k, n_jobs=2)``, seconds per iteration and peak RSS next to
+  the ratings' bytes (user, item, rating: 24 bytes a rating) and the factors' bytes;
+* ``cluster``: the same fit inside ``joblib.parallel_config(backend="dask")`` on
+  ``LocalCluster(n_workers=2, threads_per_worker=1)``, beside a local fit of the same data
+  in the same process; bytes shipped per iteration as Dask's scheduler reports them
+  (``nbytes`` of the scattered blocks, the broadcast factors times their replicas, the
+  social pull and the returned rows), set against the expected broadcast
+  ``(users + items) x k x 8`` bytes per worker.
+
+Usage::
+
+    python benchmarks/bench_scale.py                      # 0.1 M, 1 M, 10 M local; 10 M on the cluster
+    python benchmarks/bench_scale.py --sizes 0.1 1 --cluster-size 1 --k 16 --iterations 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sorted_unique(a):
+    a = np.sort(a)
+    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
+
+
+def synthetic(n_ratings: int, seed: int = 0):
+    """A MovieLens-like ratings frame (about ``n_ratings`` rows after removing repeated
+    pairs) and a social frame of ``5 x users`` directed links."""
+    rng = np.random.default_rng(seed)
+    n_users = max(20, int(round(n_ratings / 165)))
+    n_items = max(50, int(round(3706 * np.sqrt(n_ratings / 1e6))))
+    act = np.exp(rng.normal(0, 1.1, n_users))
+    counts = 20 + np.floor(act / act.sum() * max(0, n_ratings - 20 * n_users)).astype(np.int64)
+    counts = np.minimum(counts, n_items // 2)
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    pop = pop[rng.permutation(n_items)]
+    logp = np.log(pop)
+    heavy = np.flatnonzero(counts > n_items // 20)
+    parts = []
+    for u in heavy:  # Gumbel top-k: a popularity-weighted sample without repeats
+        g = logp - np.log(-np.log(rng.random(n_items)))
+        parts.append(u * n_items + np.argpartition(-g, counts[u] - 1)[: counts[u]])
+    key = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    short = counts.copy()
+    short[heavy] = 0
+    target = short.copy()
+    for _ in range(10):  # the others: draw by popularity, drop repeated pairs, draw the shortfall again
+        users = np.repeat(np.arange(n_users, dtype=np.int64), short)
+        items = rng.choice(n_items, size=len(users), p=pop / pop.sum())
+        key = _sorted_unique(np.concatenate([key, users * n_items + items]))
+        have = np.bincount(key // n_items, minlength=n_users)
+        short = np.where(target > 0, np.maximum(target - have, 0), 0)
+        if short.sum() <= 0.001 * counts.sum():
+            break
+    users, items = key // n_items, key % n_items
+    U = rng.normal(size=(n_users, 8)) / np.sqrt(8)
+    V = rng.normal(size=(n_items, 8))
+    r = np.clip(np.round(3.6 + np.einsum("ij,ij->i", U[users], V[items]) + 0.9 * rng.normal(size=len(users))), 1, 5)
+    ratings = pd.DataFrame({"user": users, "item": items, "rating": r})
+    a = rng.integers(0, n_users, 5 * n_users)
+    b = rng.integers(0, n_users, 5 * n_users)
+    social = pd.DataFrame({"user": a, "friend": b})[a != b].drop_duplicates().reset_index(drop=True)
+    return ratings, social
+
+
+def _peak_reset() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import warnings
+
+    import joblib
+
+    from socialals import SocialALS
+
+    warnings.simplefilter("ignore")
+    make = lambda it: SocialALS(factors=k, reg=0.1, alpha=0.1, iterations=it, n_jobs=2, random_state=0)
+    tiny_r, tiny_s = synthetic(20_000, seed=1)
+    make(1).fit(tiny_r, tiny_s)  # compile
+    base_mb = _peak_mb()
+    ratings, social = synthetic(n_ratings)
+    n_users = int(max(ratings.user.max(), social.values.max()) + 1)
+    n_items = int(ratings.item.nunique())
+    out = {"kind": kind, "ratings": len(ratings), "users": n_users, "items": n_items, "links": len(social), "k": k,
+           "ratings_MB": len(ratings) * 24 / 2**20, "factors_MB": (n_users + n_items) * k * 8 / 2**20,
+           "baseline_MB": base_mb}
+    if kind == "local":
+        out["peak_reset"] = _peak_reset()
+        m = make(iterations).fit(ratings, social)
+        out["s_per_iter"] = m.fit_seconds_ / m.n_iter_
+        out["peak_MB"] = _peak_mb()
+        return out
+    from distributed import Client, LocalCluster
+
+    from socialals import _dask
+
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with joblib.parallel_config(backend="dask"):
+            make(1).fit(tiny_r, tiny_s)  # compile on the workers
+        local = make(iterations).fit(ratings, social)
+        _dask.METRICS = []
+        with joblib.parallel_config(backend="dask"):
+            m = make(iterations).fit(ratings, social)
+        steps = _dask.METRICS
+        _dask.METRICS = None
+        out["identical_to_local"] = bool(np.array_equal(local.user_factors_, m.user_factors_)
+                                         and np.array_equal(local.item_factors_, m.item_factors_))
+        out["local_s_per_iter"] = local.fit_seconds_ / local.n_iter_
+        out["s_per_iter"] = m.fit_seconds_ / m.n_iter_
+        per_iter = [{key: steps[2 * i][key] + steps[2 * i + 1][key] for key in ("blocks", "extra", "broadcast", "results")}
+                    for i in range(len(steps) // 2)]
+        out["first_iter_bytes"] = per_iter[0]
+        out["later_iter_bytes"] = per_iter[-1]
+        out["n_workers"] = steps[0]["n_workers"]
+        out["expected_broadcast_per_worker"] = (n_users + n_items) * k * 8
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", type=float, default=[0.1, 1, 10], help="millions of ratings, local")
+    ap.add_argument("--cluster-size", type=float, default=10, help="millions of ratings on the cluster (0: skip)")
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--iterations", type=int, default=3)
+    ap.add_argument("--output", default=None, help="also write the tables here")
+    ap.add_argument("--one", nargs=2, metavar=("KIND", "MILLIONS"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(one(args.one[0], int(float(args.one[1]) * 1e6), args.k, args.iterations)))
+        return
+    runs = [("local", s) for s in args.sizes] + ([("cluster", args.cluster_size)] if args.cluster_size else [])
+    rows = []
+    for kind, size in runs:
+        done = subprocess.run([sys.executable, __file__, "--one", kind, str(size), "--k", str(args.k),
+                               "--iterations", str(args.iterations)], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{kind} {size} M failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"{kind} {size} M: done", flush=True)
+    local = pd.DataFrame([r for r in rows if r["kind"] == "local"])
+    lines = [f"python benchmarks/bench_scale.py --sizes {' '.join(map(str, args.sizes))} --cluster-size "
+             f"{args.cluster_size} --k {args.k} --iterations {args.iterations}",
+             f"SocialALS(factors={args.k}, reg=0.1, alpha=0.1), float64, 2 threads; shared 2-core machine", ""]
+    if len(local):
+        local["time x"] = local["s_per_iter"] / local["s_per_iter"].shift(1)
+        local["ratings x"] = local["ratings"] / local["ratings"].shift(1)
+        local["peak / (ratings+factors)"] = local["peak_MB"] / (local["ratings_MB"] + local["factors_MB"])
+        local["(peak - baseline) / (ratings+factors)"] = (local["peak_MB"] - local["baseline_MB"]) / (
+            local["ratings_MB"] + local["factors_MB"])
+        cols = ["ratings", "users", "items", "links", "s_per_iter", "ratings x", "time x", "ratings_MB", "factors_MB",
+                "baseline_MB", "peak_MB", "peak / (ratings+factors)", "(peak - baseline) / (ratings+factors)"]
+        lines += ["local threads", local[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"), ""]
+    for r in rows:
+        if r["kind"] != "cluster":
+            continue
+        first, later = r["first_iter_bytes"], r["later_iter_bytes"]
+        lines += [
+            f"Dask LocalCluster, {r['n_workers']} workers x 1 thread, {r['ratings']} ratings "
+            f"({r['users']} users, {r['items']} items, k={r['k']}); identical to the local fit: {r['identical_to_local']}",
+            f"  s/iteration: cluster {r['s_per_iter']:.3f}, local threads (same process) {r['local_s_per_iter']:.3f},"
+            f" cluster/local {r['s_per_iter'] / r['local_s_per_iter']:.2f}",
+            f"  bytes per iteration (scheduler nbytes x replicas): first {json.dumps(first)}",
+            f"                                                     later {json.dumps(later)}",
+            f"  expected broadcast (users + items) x k x 8 = {r['expected_broadcast_per_worker']} bytes per worker, "
+            f"x {r['n_workers']} workers = {r['expected_broadcast_per_worker'] * r['n_workers']}; measured "
+            f"broadcast {later['broadcast']} ({later['broadcast'] / (r['expected_broadcast_per_worker'] * r['n_workers']):.3f}x)",
+            "",
+        ]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
