@@ -6,13 +6,15 @@
     to compile turns itself off with one warning (see :func:`compiled_or_reference`).
 
 ``schedule``
-    ``"blocks"`` (default) or ``"prange"``: how a fit without an explicit joblib backend
-    runs a half-step's rows on ``n_jobs`` threads, as cost-balanced blocks of rows
-    scheduled by joblib threads (:mod:`socialals._blocks`) or on numba's own threads.
-    Results are bit-identical either way; on a loaded 2-core machine the blocks took
-    0.30-0.97x prange's time per iteration in 23 of 24 interleaved cells, 1.84x in one
-    (``benchmarks/results/bench_versions_blocks*.txt``). Under another joblib backend (``joblib.parallel_config(backend="loky")``,
-    ``"dask"``) the blocks always run on that backend.
+    ``"prange"`` (default) or ``"blocks"``: how a fit without an explicit joblib backend
+    runs a half-step's rows on ``n_jobs`` threads, on numba's own threads or as
+    cost-balanced blocks of rows scheduled by joblib threads (:mod:`socialals._blocks`).
+    Results are bit-identical either way. On a quiet 2-core machine prange is the faster
+    (the blocks took 1.5-2.2x its time per iteration on MovieLens-shaped data,
+    ``benchmarks/results/bench_versions.txt``); on a machine loaded by other processes the
+    blocks did better (``benchmarks/results/bench_versions_blocks*.txt``). Under another
+    joblib backend (``joblib.parallel_config(backend="loky")``, ``"dask"``) the blocks
+    always run on that backend.
 
 ``n_blocks``
     ``None`` (default: 4 per thread or worker thread) or an int: blocks per half-step on
@@ -44,7 +46,7 @@ import warnings
 __all__ = ["get_config", "set_config", "config_context", "njit", "numba_available"]
 
 _lock = threading.Lock()
-_config = {"compiled": True, "schedule": "blocks", "n_blocks": None}
+_config = {"compiled": True, "schedule": "prange", "n_blocks": None}
 _failed: set[str] = set()  # kernels that failed to compile: they stay on the reference
 
 

@@ -43,8 +43,9 @@ __all__ = ["GRAM_FRACTION", "gram_min", "row_cost", "row_order", "cost_blocks", 
 # with the SIMD Gram a row of 5k/8 ratings costs about the same both ways (MovieLens-shaped
 # user rows at k = 64: 4-9 % faster than a threshold of k; benchmarks/bench_kernels.py).
 GRAM_FRACTION = 0.625
-# a float32 Gram sum is trusted when min(d) >= _F32_GUARD * sqrt(m) * eps32 * max diag(G)
-_F32_GUARD = 100.0
+# a float32 Gram sum is trusted when min(d) >= _F32_GUARD * sqrt(m) * eps32 * max diag(G), the typical
+# rounding of its entries (a factor 100 re-summed heavy rows at reg 0.1 and cost 1.3-1.4x at k = 64)
+_F32_GUARD = 1.0
 _EPS32 = float(np.finfo(np.float32).eps)
 
 if numba_available:
