@@ -75,14 +75,14 @@ def test_block_routes_equal_prange_bit_for_bit(dtype, want_sse):
 
 
 def test_active_route_follows_config_and_joblib_backend():
-    assert _blocks.active_route(2)[0] == "threads"  # the default
-    with socialals.config_context(schedule="prange"):
-        assert _blocks.active_route(2)[0] == "prange"
-        with joblib.parallel_config(backend="threading"):
-            assert _blocks.active_route(2)[0] == "prange"
-    with joblib.parallel_config(backend="threading"):
+    assert _blocks.active_route(2)[0] == "prange"  # the default: numba's threads
+    with socialals.config_context(schedule="blocks"):
         assert _blocks.active_route(2)[0] == "threads"
-    with joblib.parallel_config(backend="loky"):
+        with joblib.parallel_config(backend="threading"):
+            assert _blocks.active_route(2)[0] == "threads"
+    with joblib.parallel_config(backend="threading"):
+        assert _blocks.active_route(2)[0] == "prange"
+    with joblib.parallel_config(backend="loky"):  # another backend always runs the blocks
         assert _blocks.active_route(2)[0] == "joblib"
 
 
