@@ -589,6 +589,11 @@ class SocialALS(RegularizedALS):
         super()._prepare(fit)
         fit.alpha = float(self.alpha)
         fit.W = self._social_weights(fit.data) if fit.alpha > 0 else None
+        self._add_degrees(fit)
+
+    @staticmethod
+    def _add_degrees(fit) -> None:
+        """The user rows' diagonal gains α d_i, d_i = Σ_f w_if (fit and fold-in alike)."""
         if fit.W is not None:
             deg = np.asarray(fit.W.sum(axis=1)).ravel()
             fit.diag["user"][:, : fit.k] += fit.alpha * deg[:, None]
@@ -596,9 +601,8 @@ class SocialALS(RegularizedALS):
     def _fold_in_state(self, fit, new) -> None:
         super()._fold_in_state(fit, new)
         fit.W = new.social_rows(self) if fit.alpha > 0 else None
+        self._add_degrees(fit)
         if fit.W is not None:
-            deg = np.asarray(fit.W.sum(axis=1)).ravel()
-            fit.diag["user"][:, : fit.k] += fit.alpha * deg[:, None]
             fit.U = np.vstack([self.user_factors_, fit.U])  # friends: known users, then the new ones
             fit.among_new = fit.W[:, len(self.users_):].nnz > 0
 
