@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -62,6 +63,19 @@ print(json.dumps(out))
 """
 
 
+@contextlib.contextmanager
+def checkout(commit):
+    """A temporary git worktree of ``commit`` (removed on exit)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), commit], check=True,
+                       capture_output=True)
+        try:
+            yield old
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+
+
 def settings(data, ks, dtypes, iterations):
     out = []
     for d in data:
@@ -88,22 +102,16 @@ def main(argv=None):
                     help='socialals.set_config keywords for the new version, as JSON (e.g. \'{"schedule": "blocks"}\')')
     args = ap.parse_args(argv)
     todo = settings(args.data, args.k, args.dtype, args.iterations)
-    with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.old], check=True,
-                       capture_output=True)
-        try:
-            rows = []
-            for r in range(args.rounds):
-                for version, path in (("old", old), ("new", ROOT)):
-                    config = args.new_config if version == "new" else "{}"
-                    done = subprocess.run([sys.executable, "-c", ROUND, str(path), json.dumps(todo), args.shared, config],
-                                          capture_output=True, text=True, check=True)
-                    for row in json.loads(done.stdout.strip().splitlines()[-1]):
-                        rows.append({**row, "version": version, "round": r})
-                    print(f"round {r + 1} {version}: done", flush=True)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+    with checkout(args.old) as old:
+        rows = []
+        for r in range(args.rounds):
+            for version, path in (("old", old), ("new", ROOT)):
+                config = args.new_config if version == "new" else "{}"
+                done = subprocess.run([sys.executable, "-c", ROUND, str(path), json.dumps(todo), args.shared, config],
+                                      capture_output=True, text=True, check=True)
+                for row in json.loads(done.stdout.strip().splitlines()[-1]):
+                    rows.append({**row, "version": version, "round": r})
+                print(f"round {r + 1} {version}: done", flush=True)
     table = pd.DataFrame(rows)
     best = table.pivot_table(index=["data", "k", "dtype", "model"], columns="version", values="s_per_iter", aggfunc="min")
     best["new/old"] = best["new"] / best["old"]

@@ -1,7 +1,7 @@
 """Blocks of rows as the unit of work of a half-step, scheduled by joblib (or on a Dask cluster).
 
 A half-step's rows are cut into contiguous blocks of about equal estimated cost
-(:func:`socialals._kernels.cost_blocks`); each block is one task that runs the compiled
+(:func:`cost_blocks`); each block is one task that runs the compiled
 kernel serially, without the GIL (:func:`socialals._kernels.solve_serial`), on its rows.
 Every row's arithmetic depends only on its own data, so the factors are bit-identical for
 any number of jobs, any block size and any backend.
@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from . import _kernels
 from ._config import compiled_or_reference, config_context, get_config
 
-__all__ = ["active_route", "solve_blocks", "block_system", "solve_block"]
+__all__ = ["active_route", "cost_blocks", "solve_blocks", "block_system", "solve_block"]
 
 BLOCKS_PER_JOB = 4  # blocks per thread or worker thread: slack for a noisy machine
 
@@ -47,6 +47,21 @@ def active_route(n_jobs) -> tuple:
     if isinstance(backend, (_joblib_parallel.ThreadingBackend, _joblib_parallel.SequentialBackend)):
         return ("prange" if get_config()["schedule"] == "prange" else "threads"), backend
     return "joblib", backend
+
+
+def cost_blocks(counts: np.ndarray, k: int, n_blocks: int) -> np.ndarray:
+    """Cut rows ``0 .. len(counts)`` into at most ``n_blocks`` contiguous ranges of about
+    equal :func:`~socialals._kernels.row_cost`: the returned ``bounds`` (ascending, from 0 to ``len(counts)``)
+    give block ``b`` as rows ``bounds[b]:bounds[b + 1]``. Empty ranges are dropped.
+    Contiguous rows are contiguous slices of the CSR arrays, so a block ships as slices.
+    Only balances the work; results never depend on it."""
+    n = len(counts)
+    n_blocks = max(1, min(int(n_blocks), n))
+    if n == 0:
+        return np.zeros(1, dtype=np.int64)
+    cum = np.cumsum(_kernels.row_cost(counts, k))
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_blocks) / n_blocks, side="left") + 1
+    return np.unique(np.concatenate([[0], np.minimum(cuts, n), [n]])).astype(np.int64)
 
 
 def _n_blocks(n_workers: int) -> int:
@@ -105,7 +120,7 @@ def solve_blocks(system, X, sse, n_jobs, route, backend, cache=None):
         from joblib import effective_n_jobs
 
         workers = effective_n_jobs(n_jobs)
-        bounds = _kernels.cost_blocks(counts, k, _n_blocks(workers))
+        bounds = cost_blocks(counts, k, _n_blocks(workers))
         ok = np.ones(system.n_rows, dtype=bool)
         arguments = _kernels._arguments(system, system.n_rows, k)
         rows = np.arange(system.n_rows, dtype=np.int64)
@@ -121,7 +136,7 @@ def solve_blocks(system, X, sse, n_jobs, route, backend, cache=None):
         return np.ones(system.n_rows, dtype=bool)
     # any other joblib backend: slices out, rows back
     workers = backend.effective_n_jobs(n_jobs) if hasattr(backend, "effective_n_jobs") else 1
-    bounds = _kernels.cost_blocks(counts, k, _n_blocks(workers))
+    bounds = cost_blocks(counts, k, _n_blocks(workers))
     compiled = bool(get_config()["compiled"])
     pairs = list(zip(bounds[:-1], bounds[1:]))
     results = Parallel(n_jobs=n_jobs)(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from . import _blocks
 from ._config import get_config
 
 __all__ = ["solve_on_cluster", "require_distributed"]
@@ -123,7 +123,7 @@ def solve_on_cluster(client, system, X, sse, cache, n_blocks):
     key = ("bounds", id(system.indptr), kk)
     entry = cache.get(key)
     if entry is None or entry[0] is not system.indptr:
-        bounds = _kernels.cost_blocks(np.diff(system.indptr), kk, n_blocks(workers))
+        bounds = _blocks.cost_blocks(np.diff(system.indptr), kk, n_blocks(workers))
         cache[key] = entry = (system.indptr, bounds)
     bounds = entry[1]
     compiled = bool(get_config()["compiled"])

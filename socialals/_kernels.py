@@ -1,29 +1,22 @@
-"""The compiled half-step: every row of a :class:`~socialals._linalg.RowSystem` solved in
-numba, in parallel over rows.
-
-For row ``i`` with observed columns ``J_i`` (``m`` of them), ``A = Y[J_i]`` and targets ``t``
-the system is ``(s A^T A + G0 + diag(d)) x = A^T t + b0 + e`` (see :mod:`socialals._linalg`).
+"""The compiled half-step: every row of a :class:`~socialals._linalg.RowSystem`
+(``(s AᵀA + G0 + diag(d)) x = Aᵀt + b0 + e``, ``A = Y[J_i]``, ``m`` rows) solved in numba.
 Three routes, chosen per row from its own data only:
 
-* **Gram** (``m >= 5k/8``, or whenever the shared ``G0`` is present): ``A^T A`` is summed by
-  the SIMD tile of :mod:`socialals._simd` over L1-sized gathered blocks, in the factors'
-  dtype (float32 factors give float32 sums, as Spark, implicit and LensKit do, unless the
-  regulariser is too small for float32 rounding: then the row is summed again in float64).
-  The system is factorised by a blocked float64 Cholesky whose forward substitution
-  rides along as an extra column.
-* **Woodbury** (``0 < m < 5k/8``, ``d > 0``): an ``m x m`` system instead of ``k x k``, in
-  the form that never subtracts large terms when ``d`` is tiny:
-  ``x = D^-1 (A^T y + e)``, ``(I + A D^-1 A^T) y = t - A D^-1 e``.
-* **minimum norm** (unregularised rows, plain ALS, with ``m < k``): ``x = A^T y``, ``A A^T y = t``.
+* **Gram** (``m >= 5k/8``, or whenever ``G0`` is present): ``AᵀA`` summed by the SIMD tile
+  of :mod:`socialals._simd` over L1-sized gathered blocks in the factors' dtype (float32
+  sums, as Spark, implicit and LensKit do, unless the regulariser is below float32's
+  rounding: then the row is summed again in float64), factorised by a blocked float64
+  Cholesky whose forward substitution rides along as an extra column.
+* **Woodbury** (``0 < m < 5k/8``, ``d > 0``), in the form that never subtracts large terms
+  when ``d`` is tiny: ``x = D⁻¹(Aᵀy + e)``, ``(I + A D⁻¹ Aᵀ) y = t − A D⁻¹ e``.
+* **minimum norm** (unregularised rows of plain ALS, ``m < k``): ``x = Aᵀy``, ``AAᵀ y = t``.
 
-A row whose Cholesky meets a pivot at or below its floor (0 for positive definite
-systems; ``1e-12`` of the largest diagonal entry where some ``d`` is 0, the singularity
-test of plain ALS) is handed back: :func:`solve` returns it unsolved and the caller uses
-the reference. Rows are independent and each row's arithmetic depends only on its own
-data, so results are bit-identical for any number of threads and any schedule. The kernel
-is compiled twice from one source: with ``prange`` (:func:`solve`: numba threads take rows
-round-robin from a list sorted by cost) and serially without the GIL
-(:func:`solve_serial`: one block of rows per joblib task, see :mod:`socialals._blocks`).
+A row whose Cholesky meets a pivot at or below its floor (0 for positive definite systems,
+``1e-12`` of the largest diagonal entry where some ``d`` is 0) is handed back to the
+reference. Each row's arithmetic depends only on its own data, so results are bit-identical
+for any number of threads and any schedule. One source, compiled twice: with ``prange``
+(:func:`solve`, numba threads over rows sorted by cost) and serially without the GIL
+(:func:`solve_serial`, one block of rows per joblib task: :mod:`socialals._blocks`).
 """
 
 from __future__ import annotations
@@ -37,7 +30,7 @@ import numpy as np
 from . import _simd
 from ._config import njit, numba_available
 
-__all__ = ["GRAM_FRACTION", "gram_min", "row_cost", "row_order", "cost_blocks", "solve", "solve_serial"]
+__all__ = ["GRAM_FRACTION", "gram_min", "row_cost", "row_order", "solve", "solve_serial"]
 
 # Rows with at least this fraction of k ratings take the Gram route, shorter ones Woodbury:
 # with the SIMD Gram a row of 5k/8 ratings costs about the same both ways (MovieLens-shaped
@@ -89,21 +82,6 @@ def row_order(counts: np.ndarray, k: int) -> np.ndarray:
     Only balances threads; results never depend on it."""
     cost = row_cost(counts, k)
     return np.argsort((-8 * np.log2(cost)).astype(np.int16), kind="stable").astype(np.int64)
-
-
-def cost_blocks(counts: np.ndarray, k: int, n_blocks: int) -> np.ndarray:
-    """Cut rows ``0 .. len(counts)`` into at most ``n_blocks`` contiguous ranges of about
-    equal :func:`row_cost`: the returned ``bounds`` (ascending, from 0 to ``len(counts)``)
-    give block ``b`` as rows ``bounds[b]:bounds[b + 1]``. Empty ranges are dropped.
-    Contiguous rows are contiguous slices of the CSR arrays, so a block ships as slices.
-    Only balances the work; results never depend on it."""
-    n = len(counts)
-    n_blocks = max(1, min(int(n_blocks), n))
-    if n == 0:
-        return np.zeros(1, dtype=np.int64)
-    cum = np.cumsum(row_cost(counts, k))
-    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_blocks) / n_blocks, side="left") + 1
-    return np.unique(np.concatenate([[0], np.minimum(cuts, n), [n]])).astype(np.int64)
 
 
 _jit = njit(fastmath=True, nogil=True, error_model="numpy")
@@ -367,9 +345,7 @@ def solve(system, order, n_threads, out, sse):
     ok = np.ones(n_rows, dtype=bool)
     threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS, max(1, n_rows)))
     with _parallel_region(threads):
-        _kernel(order, threads, *_arguments(system, n_rows, k), sse is not None,
-                _floats(system.residual_targets()), out,
-                sse if sse is not None else np.zeros((1, 1)), ok)
+        _kernel(order, threads, *_arguments(system, n_rows, k), *_outputs(system, out, sse, ok))
     return ok
 
 
@@ -382,10 +358,13 @@ def solve_serial(system, rows, out, sse, ok, arguments=None):
     n_rows, k = out.shape
     if arguments is None:
         arguments = _arguments(system, n_rows, k)
-    _kernel_serial(np.ascontiguousarray(rows, dtype=np.int64), 1, *arguments, sse is not None,
-                   _floats(system.residual_targets()), out,
-                   sse if sse is not None else np.zeros((1, 1)), ok)
+    _kernel_serial(np.ascontiguousarray(rows, dtype=np.int64), 1, *arguments, *_outputs(system, out, sse, ok))
     return ok
+
+
+def _outputs(system, out, sse, ok):
+    """The kernel's last arguments: what it writes, and what the residuals are measured against."""
+    return sse is not None, _floats(system.residual_targets()), out, sse if sse is not None else np.zeros((1, 1)), ok
 
 
 def _floats(a):

@@ -33,7 +33,6 @@ with one large matrix product and leaves BLAS its threads.
 
 from __future__ import annotations
 
-import numbers
 import time
 import warnings
 from types import SimpleNamespace
@@ -373,13 +372,9 @@ class RegularizedALS(_ALSFamily):
         self._check_float("reg", 0.0)
         self._check_bool("weighted_reg")
         self._check_bool("biases")
-        b = self.bias_reg
-        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real) or not np.isfinite(b) or b < 0):
-            raise self._bad_param("bias_reg", "None or a float >= 0")
+        self._check_float("bias_reg", 0.0, optional=True)
         self._check_float("unobserved_weight", 0.0)
-        r0 = self.unobserved_rating
-        if isinstance(r0, bool) or not isinstance(r0, numbers.Real) or not np.isfinite(r0):
-            raise self._bad_param("unobserved_rating", "a finite float")
+        self._check_float("unobserved_rating", -np.inf)
 
     def _uses_biases(self) -> bool:
         return bool(self.biases)
@@ -453,14 +448,11 @@ class RegularizedALS(_ALSFamily):
         if fit.w0 > 0:
             # Σ over all pairs minus Σ over the observed ones of (r₀ − r̂)²; the first by
             # (r₀ − r̂_ij) = x_iᵀ y_j with x_i = (u_i, b_i, 1, 1), y_j = (−v_j, −1, −c_j, r₀ − μ)
-            n_u, n_i = fit.data.n_users, fit.data.n_items
-            if fit.biases:
-                X = np.column_stack([fit.U, fit.bias["user"], np.ones(n_u), np.ones(n_u)]).astype(np.float64)
-                Yj = np.column_stack([-fit.V.astype(np.float64), -np.ones(n_i), -fit.bias["item"],
-                                      np.full(n_i, fit.r0 - fit.mu)])
-            else:
-                X = np.column_stack([fit.U, np.ones(n_u)]).astype(np.float64)
-                Yj = np.column_stack([-fit.V.astype(np.float64), np.full(n_i, fit.r0)])
+            n_u, n_i, bias = fit.data.n_users, fit.data.n_items, fit.bias
+            X = np.column_stack([fit.U, *([bias["user"], np.ones(n_u)] if fit.biases else []), np.ones(n_u)])
+            Yj = np.column_stack([-fit.V, *([-np.ones(n_i), -bias["item"]] if fit.biases else []),
+                                  np.full(n_i, fit.r0 - fit.mu)])
+            X, Yj = X.astype(np.float64), Yj.astype(np.float64)
             everything = float(np.sum((X.T @ X) * (Yj.T @ Yj)))
             loss += 0.5 * fit.w0 * (everything - float(sse[:, 1].sum()))
         return loss
@@ -533,41 +525,15 @@ class SocialALS(RegularizedALS):
 
     _include_social_users = True
 
-    def __init__(
-        self,
-        factors: int = 10,
-        reg: float = 0.1,
-        alpha: float = 0.1,
-        similarity: Optional[str] = None,
-        weighted_reg: bool = False,
-        biases: bool = False,
-        iterations: int = 15,
-        tol: float = 0.0,
-        n_jobs: Optional[int] = -1,
-        random_state=None,
-        dtype: str = "float64",
-        init_scale: float = 0.1,
-        callback: Optional[Callable] = None,
-        bias_reg: Optional[float] = None,
-        unobserved_weight: float = 0.0,
-        unobserved_rating: float = 0.0,
-    ):
-        super().__init__(
-            factors=factors,
-            reg=reg,
-            weighted_reg=weighted_reg,
-            biases=biases,
-            bias_reg=bias_reg,
-            unobserved_weight=unobserved_weight,
-            unobserved_rating=unobserved_rating,
-            iterations=iterations,
-            tol=tol,
-            n_jobs=n_jobs,
-            random_state=random_state,
-            dtype=dtype,
-            init_scale=init_scale,
-            callback=callback,
-        )
+    def __init__(self, factors: int = 10, reg: float = 0.1, alpha: float = 0.1, similarity: Optional[str] = None,
+                 weighted_reg: bool = False, biases: bool = False, iterations: int = 15, tol: float = 0.0,
+                 n_jobs: Optional[int] = -1, random_state=None, dtype: str = "float64", init_scale: float = 0.1,
+                 callback: Optional[Callable] = None, bias_reg: Optional[float] = None,
+                 unobserved_weight: float = 0.0, unobserved_rating: float = 0.0):
+        super().__init__(factors=factors, reg=reg, weighted_reg=weighted_reg, biases=biases, iterations=iterations,
+                         tol=tol, n_jobs=n_jobs, random_state=random_state, dtype=dtype, init_scale=init_scale,
+                         callback=callback, bias_reg=bias_reg, unobserved_weight=unobserved_weight,
+                         unobserved_rating=unobserved_rating)
         self.alpha = alpha
         self.similarity = similarity
 

@@ -106,10 +106,14 @@ class BaseRecommender(BaseEstimator):
         if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v < low:
             raise self._bad_param(name, f"an int >= {low}")
 
-    def _check_float(self, name: str, low: float = 0.0) -> None:
+    def _check_float(self, name: str, low: float = 0.0, optional: bool = False) -> None:
+        """A finite real >= ``low`` (``low=-inf``: any finite real); ``optional`` also allows None."""
         v = getattr(self, name)
+        if optional and v is None:
+            return
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < low:
-            raise self._bad_param(name, f"a float >= {low:g}")
+            what = f"a float >= {low:g}" if np.isfinite(low) else "a finite float"
+            raise self._bad_param(name, ("None or " if optional else "") + what)
 
     def _check_bool(self, name: str) -> None:
         if not isinstance(getattr(self, name), (bool, np.bool_)):

@@ -36,16 +36,16 @@ def test_cost_blocks_are_contiguous_balanced_and_cover_every_row():
     counts = np.random.default_rng(1).integers(0, 300, 1000)
     k = 16
     for n_blocks in (1, 2, 3, 8, 999, 1000, 5000):
-        bounds = _kernels.cost_blocks(counts, k, n_blocks)
+        bounds = _blocks.cost_blocks(counts, k, n_blocks)
         assert bounds[0] == 0 and bounds[-1] == len(counts)
         assert np.all(np.diff(bounds) > 0) and len(bounds) - 1 <= min(n_blocks, len(counts))
     cost = _kernels.row_cost(counts, k)
-    bounds = _kernels.cost_blocks(counts, k, 4)
+    bounds = _blocks.cost_blocks(counts, k, 4)
     per_block = np.add.reduceat(cost, bounds[:-1])
     assert len(per_block) == 4
     # each block ends at the first row past its share: off the share by at most one row's cost
     assert per_block.max() - per_block.min() <= 2 * cost.max()
-    assert _kernels.cost_blocks(np.zeros(0, int), k, 4).tolist() == [0]
+    assert _blocks.cost_blocks(np.zeros(0, int), k, 4).tolist() == [0]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
