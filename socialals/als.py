@@ -60,6 +60,17 @@ __all__ = ["ALS", "RegularizedALS", "SocialALS"]
 class _ALSFamily(FoldInMixin, BaseRecommender):
     """The fit loop. Subclasses supply ``_prepare``, ``_system``, ``_assign``, ``_objective``."""
 
+    def __init__(self, factors, iterations, tol, n_jobs, random_state, dtype, init_scale, callback):
+        """The parameters every class has (each class's own ``__init__`` states them and their defaults)."""
+        self.factors = factors
+        self.iterations = iterations
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.dtype = dtype
+        self.init_scale = init_scale
+        self.callback = callback
+
     def _validate_common(self) -> None:
         self._check_int("factors", 1)
         self._check_int("iterations", 1)
@@ -255,14 +266,7 @@ class ALS(_ALSFamily):
         init_scale: float = 0.1,
         callback: Optional[Callable] = None,
     ):
-        self.factors = factors
-        self.iterations = iterations
-        self.tol = tol
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.dtype = dtype
-        self.init_scale = init_scale
-        self.callback = callback
+        super().__init__(factors, iterations, tol, n_jobs, random_state, dtype, init_scale, callback)
 
     def _validate_params(self) -> None:
         self._validate_common()
@@ -352,20 +356,13 @@ class RegularizedALS(_ALSFamily):
         unobserved_weight: float = 0.0,
         unobserved_rating: float = 0.0,
     ):
-        self.factors = factors
+        super().__init__(factors, iterations, tol, n_jobs, random_state, dtype, init_scale, callback)
         self.reg = reg
         self.weighted_reg = weighted_reg
         self.biases = biases
         self.bias_reg = bias_reg
         self.unobserved_weight = unobserved_weight
         self.unobserved_rating = unobserved_rating
-        self.iterations = iterations
-        self.tol = tol
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.dtype = dtype
-        self.init_scale = init_scale
-        self.callback = callback
 
     def _validate_params(self) -> None:
         self._validate_common()
