@@ -18,16 +18,39 @@ and the half-step is resubmitted (at most twice); past that the fit ends with a
 ``RuntimeError`` naming the cause. A row's result does not depend on where it runs, so a
 survived loss gives the same factors. Results equal the local fit's on workers with the
 same CPU features (the SIMD tiles follow the host CPU, see :mod:`socialals._simd`).
+
+Ratings from a ``dask.dataframe.DataFrame`` (:func:`cluster_dataset`) never come to the
+client. The frame's partitions are computed on the workers and stay there; each is
+checked there (the client gets counts and the first bad rows, and raises the pandas
+route's error), sends back its distinct labels (the client orders them as
+:func:`socialals.data.factorize_labels` would the whole column) and is encoded there
+against the broadcast labels. The encoded rows are cut into user blocks and item blocks
+(the blocks of the half-steps) and each block's CSR rows are built on a worker by
+:func:`socialals.data._rating_matrix`, the pandas route's own function, from its pieces in
+the frame's row order, so duplicates merge into the same means. The client receives
+per-row counts (its ``indptr``), each block's exact rating sum (the global mean, see
+:func:`socialals.data.exact_sum`) and duplicate counts. The blocks stay on the workers for
+the whole fit: a half-step sends each block's regulariser rows once per fit, its social
+pull and the broadcast factors (and the other side's biases) once per half-step, and the
+block's task forms its targets from its own ratings (the model's ``_rating_targets``).
+Social links come to the client (their weight matrix ``W`` lives there); their
+similarities (``similarity="vss"/"pcc"``) are computed on the workers from the rating
+blocks. Blocks that Dask computed (not scattered) are recomputed by Dask if a worker is
+lost.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _blocks
 from ._config import get_config
+from .data import Dataset, exact_mean
+from .exceptions import DivergenceError
 
-__all__ = ["solve_on_cluster", "require_distributed"]
+__all__ = ["solve_on_cluster", "require_distributed", "is_dask_frame", "cluster_dataset", "solve_held", "ClusterRows"]
 
 _RETRIES = 2
 # Set to a list to record, per half-step, the bytes Dask's scheduler reports for what was
@@ -113,26 +136,39 @@ def _shipped(client, fresh, extra, Y, results):
             "n_workers": len(client.nthreads())}
 
 
+def _remote_held(block, fn, args, diag, extra, Y, gram, rhs, scale, want_sse, compiled):
+    """A worker-held block's rows: its targets from its own ratings (``fn``), then the solve."""
+    targets, sse_targets = fn(block, *args)
+    return _remote(block.indptr, block.indices, targets, diag, sse_targets, extra, Y, gram, rhs, scale, want_sse,
+                   compiled)
+
+
 def solve_on_cluster(client, system, X, sse, cache, n_blocks):
-    """Solve every row of ``system`` on ``client``'s workers into ``X`` (and ``sse``)."""
+    """Solve every row of ``system`` on ``client``'s workers into ``X`` (and ``sse``).
+    A system whose ratings are held by the workers (``targets`` a :class:`Recipe`) is
+    solved on its own blocks; any other is cut into blocks whose slices are scattered."""
     distributed = require_distributed()
     _check_client(client)
     cache = {} if cache is None else cache
+    recipe = system.targets if isinstance(system.targets, Recipe) else None
     kk = system.Y.shape[1]
-    workers = sum(client.nthreads().values()) or 1
-    key = ("bounds", id(system.indptr), kk)
-    entry = cache.get(key)
-    if entry is None or entry[0] is not system.indptr:
-        bounds = _blocks.cost_blocks(np.diff(system.indptr), kk, n_blocks(workers))
-        cache[key] = entry = (system.indptr, bounds)
-    bounds = entry[1]
+    if recipe is not None:
+        bounds, static = recipe.rows.bounds, ("diag",)
+    else:
+        workers = sum(client.nthreads().values()) or 1
+        key = ("bounds", id(system.indptr), kk)
+        entry = cache.get(key)
+        if entry is None or entry[0] is not system.indptr:
+            bounds = _blocks.cost_blocks(np.diff(system.indptr), kk, n_blocks(workers))
+            cache[key] = entry = (system.indptr, bounds)
+        bounds, static = entry[1], _STATIC
     compiled = bool(get_config()["compiled"])
     want_sse = sse is not None
     last = None
     for attempt in range(_RETRIES + 1):
         try:
             parts, fresh = {}, []
-            for name in _STATIC:  # scattered once per fit while the array stays the same object
+            for name in static:  # scattered once per fit while the array stays the same object
                 a = getattr(system, name)
                 ckey = ("static", name, id(a), id(system.indptr))
                 held = cache.get(ckey)
@@ -146,12 +182,18 @@ def solve_on_cluster(client, system, X, sse, cache, n_blocks):
             if system.extra is not None:
                 extra = client.scatter(extra, hash=False)
             Y = client.scatter(np.ascontiguousarray(system.Y), broadcast=True, hash=False)
-            futures = [
-                client.submit(_remote, parts["indptr"][b], parts["indices"][b], parts["targets"][b],
-                              parts["diag"][b], parts["sse_targets"][b], extra[b], Y, system.gram, system.rhs,
-                              float(system.scale), want_sse, compiled, pure=False)
-                for b in range(len(bounds) - 1)
-            ]
+            shared = (Y, system.gram, system.rhs, float(system.scale), want_sse, compiled)
+            if recipe is not None:  # the other side's biases and the like: broadcast once
+                args = tuple(client.scatter(a, broadcast=True, hash=False) if isinstance(a, np.ndarray) else a
+                             for a in recipe.args)
+                futures = [client.submit(_remote_held, recipe.rows.blocks[b], recipe.fn, args, parts["diag"][b],
+                                         extra[b], *shared, pure=False) for b in range(len(bounds) - 1)]
+            else:
+                futures = [
+                    client.submit(_remote, parts["indptr"][b], parts["indices"][b], parts["targets"][b],
+                                  parts["diag"][b], parts["sse_targets"][b], extra[b], *shared, pure=False)
+                    for b in range(len(bounds) - 1)
+                ]
             results = client.gather(futures)
             if METRICS is not None:
                 METRICS.append(_shipped(client, fresh, extra, Y, futures))
@@ -173,3 +215,314 @@ def solve_on_cluster(client, system, X, sse, cache, n_blocks):
         if want_sse:
             sse[lo:hi] = sb
     return X
+
+
+def solve_held(system, order=None, *, want_sse=False, n_jobs=None, cache=None):
+    """:func:`socialals._linalg.solve_rows` for a system whose ratings the workers hold
+    (a Dask frame's fit): every row on the cluster, whatever the route or the ``compiled``
+    switch (the workers honour it); ``order`` and ``n_jobs`` do not apply."""
+    import scipy.sparse as sp
+
+    recipe = system.targets
+    rows = recipe.rows
+    X = np.empty((rows.shape[0], system.Y.shape[1]), dtype=system.Y.dtype)
+    sse = None
+    if want_sse:  # how many residual targets: the recipe on no rows
+        _, goals = recipe.fn(sp.csr_matrix((0, rows.shape[1]), dtype=rows.dtype), *recipe.args)
+        sse = np.zeros((rows.shape[0], 1 if goals is None else len(goals)))
+    with np.errstate(all="ignore"):
+        solve_on_cluster(rows.client, system, X, sse, cache, None)
+    if not np.isfinite(X).all():
+        bad = int((~np.isfinite(X).all(axis=1)).sum())
+        raise DivergenceError(
+            f"The ALS half-step produced non-finite factors for {bad} row(s) on the Dask cluster: the ratings "
+            "or weights are too large for the chosen dtype, or the problem is badly scaled. Rescale the "
+            "ratings, use dtype='float64' or a larger 'reg'."
+        )
+    return X, sse
+
+
+# ---------------------------------------------------------------------------- Dask frames
+def is_dask_frame(obj) -> bool:
+    """Whether ``obj`` is a ``dask.dataframe.DataFrame`` (without importing dask)."""
+    return type(obj).__module__.startswith("dask.") and hasattr(obj, "to_delayed") and hasattr(obj, "npartitions")
+
+
+def frame_client():
+    """The client a Dask-frame fit runs on: the one of joblib's active ``dask`` backend, else
+    ``dask.distributed``'s default client; a clear error when there is none."""
+    distributed = require_distributed()
+    from joblib import parallel as _joblib_parallel
+
+    backend, _ = _joblib_parallel.get_active_backend()
+    client = getattr(backend, "client", None) if type(backend).__module__.startswith("joblib._dask") else None
+    if client is None:
+        try:
+            client = distributed.default_client()
+        except ValueError:
+            raise RuntimeError(
+                "Fitting from a Dask DataFrame needs a running dask.distributed.Client: start one before "
+                "fit (Client() for a local cluster, Client('scheduler-address:8786') for a running one)."
+            ) from None
+    _check_client(client)
+    return client
+
+
+def _head(frame, bad, n=5):
+    return frame.loc[np.asarray(bad)].head(n)
+
+
+def _scan(part, c):
+    """A partition's checks (counts and first bad rows, in the pandas route's order) and
+    its distinct labels in first-seen order."""
+    import pandas as pd
+
+    from .data import _missing_labels, _numeric_values
+
+    out = {"n": len(part), "bad": {}}
+    for col in (c.user, c.item):
+        bad = _missing_labels(part, col)
+        out["bad"][col] = (int(bad.sum()), _head(part, bad))
+        out[col] = pd.unique(part[col].to_numpy()) if not bad.any() else None
+    _, problem, bad = _numeric_values(part, c.rating)
+    out["bad"][c.rating] = (problem, 0 if bad is None else int(bad.sum()), None if bad is None else _head(part, bad))
+    return out
+
+
+def _raise_first_problem(scans, c, dtype):
+    """The pandas route's first error (:func:`socialals.data._check_labels`,
+    :func:`socialals.data._check_numeric`), counted over all partitions."""
+    import pandas as pd
+
+    from .data import _column_error
+
+    def preview(heads):
+        heads = [h for h in heads if h is not None and len(h)]
+        return pd.concat(heads).head(5).to_string(max_cols=10) if heads else ""
+
+    if sum(s["n"] for s in scans) == 0:
+        raise ValueError("'ratings' is empty; at least one row is needed.")
+    for col in (c.user, c.item):
+        count = sum(s["bad"][col][0] for s in scans)
+        if count:
+            raise _column_error("labels", col, "ratings", None, count, preview(s["bad"][col][1] for s in scans))
+    for problem in ("type", "finite"):
+        found = [s["bad"][c.rating] for s in scans if s["bad"][c.rating][0] == problem]
+        if found:
+            count = sum(f[1] for f in found)
+            raise _column_error(problem, c.rating, "ratings", dtype, count, preview(f[2] for f in found))
+
+
+def _encode(part, users, items, c):
+    from .data import _check_numeric
+
+    u = users.get_indexer(part[c.user].to_numpy())
+    i = items.get_indexer(part[c.item].to_numpy())
+    return u.astype(np.int64), i.astype(np.int64), _check_numeric(part, c.rating, "ratings")
+
+
+def _row_counts(enc, n_users, n_items):
+    return np.bincount(enc[0], minlength=n_users), np.bincount(enc[1], minlength=n_items)
+
+
+def _add(a, b):
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def _tree_sum(client, futures):
+    """Sum futures of tuples of arrays pairwise on the workers; one result comes back."""
+    while len(futures) > 1:
+        futures = [client.submit(_add, futures[j], futures[j + 1]) if j + 1 < len(futures) else futures[j]
+                   for j in range(0, len(futures), 2)]
+    return client.gather(futures[0])
+
+
+def _split(enc, user_bounds, item_bounds):
+    """The partition's rows cut into the user blocks and the item blocks, each piece in the
+    frame's row order: ``{("user", b): (rows, columns, values), ("item", b): ...}``."""
+    u, i, v = enc
+    out = {}
+    for side, rows, cols, bounds in (("user", u, i, user_bounds), ("item", i, u, item_bounds)):
+        block = np.searchsorted(bounds, rows, side="right") - 1
+        order = np.argsort(block, kind="stable")
+        starts = np.searchsorted(block[order], np.arange(len(bounds)))
+        for b in range(len(bounds) - 1):
+            take = order[starts[b] : starts[b + 1]]
+            out[side, b] = (rows[take] - bounds[b], cols[take], v[take])
+    return out
+
+
+def _same(x):
+    return x
+
+
+def _pick(pieces, key):
+    return pieces[key]
+
+
+def _assemble(lo, hi, n_cols, dtype, *pieces):
+    """Rows ``lo:hi`` as CSR (the pandas route's :func:`socialals.data._rating_matrix`) and
+    their counts, exact rating sum and duplicate counts."""
+    from .data import _rating_matrix, exact_sum
+
+    rows = np.concatenate([p[0] for p in pieces])
+    cols = np.concatenate([p[1] for p in pieces])
+    vals = np.concatenate([p[2] for p in pieces])
+    stats = []
+    M = _rating_matrix(rows, cols, vals, hi - lo, n_cols, np.dtype(dtype), stats=stats)
+    return M, (np.diff(M.indptr), exact_sum(M.data), stats[0] if stats else (0, 0, 0))
+
+
+def _first(pair):
+    return pair[0]
+
+
+def _second(pair):
+    return pair[1]
+
+
+class _OnWorkers:
+    """What a cluster-held matrix gives for its per-rating arrays on the client."""
+
+    def __repr__(self):
+        return "<held on the Dask workers>"
+
+
+ON_WORKERS = _OnWorkers()
+
+
+class Recipe:
+    """``fn(block, *args)`` -> ``(targets, sse_targets)``, evaluated on each worker for its
+    block (the targets of a half-step whose ratings stay on the workers)."""
+
+    def __init__(self, rows, fn, args):
+        self.rows, self.fn, self.args = rows, fn, args
+
+
+class ClusterRows:
+    """One orientation of the ratings as CSR row blocks on the workers: block ``b`` holds
+    rows ``bounds[b]:bounds[b + 1]`` (local row numbers, global column numbers). The client
+    holds the row pointers only."""
+
+    indices = ON_WORKERS
+    data = ON_WORKERS
+
+    def __init__(self, client, blocks, bounds, indptr, n_cols, dtype):
+        self.client, self.blocks, self.bounds, self.indptr = client, blocks, bounds, indptr
+        self.shape, self.dtype = (len(indptr) - 1, n_cols), np.dtype(dtype)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def on_workers(self, fn, *args):
+        """``fn(M, *args)``'s ``(targets, sse_targets)`` for a system, computed per block on the workers."""
+        return Recipe(self, fn, args), None
+
+
+def _block_similarity(kind, src, dst, A, B=None):
+    """The similarities of edges from rows ``src`` of block ``A`` to rows ``dst`` of block
+    ``B`` (``A`` itself when None): the local function on just those rows (a row's
+    similarity terms depend on that row only)."""
+    import scipy.sparse as sp
+
+    from .social import edge_similarity
+
+    if B is None:
+        return edge_similarity(A, src, dst, kind)
+    return edge_similarity(sp.vstack([A, B], format="csr"), src, dst + A.shape[0], kind)
+
+
+def cluster_dataset(ratings, social, *, columns, include_social_users, dtype):
+    """A :class:`socialals.data.Dataset` of a Dask frame of ratings whose rating matrices
+    stay on the workers as :class:`ClusterRows` (see the module notes)."""
+    import pandas as pd
+
+    from .data import _duplicates_message, _require_columns, _social_edges, _warn, factorize_labels
+
+    client = frame_client()
+    distributed = require_distributed()
+    c = columns
+    _require_columns(ratings.columns, "ratings", [c.user, c.item, c.rating])
+    parts = client.compute(ratings.to_delayed())  # pandas partitions, kept on the workers
+    scans = client.gather([client.submit(_scan, p, c, pure=False) for p in parts])
+    _raise_first_problem(scans, c, ratings.dtypes[c.rating])
+    _, users = factorize_labels(np.concatenate([s[c.user] for s in scans]))
+    _, items = factorize_labels(np.concatenate([s[c.item] for s in scans]))
+    del scans
+    n_rated = len(users)
+    src = dst = w = None
+    if include_social_users and social is not None:
+        if is_dask_frame(social):  # links come to the client: W is built here
+            social = pd.concat(client.gather(client.compute(social.to_delayed())))
+        src, dst, w, users = _social_edges(social, users, c)
+    n_users, n_items = len(users), len(items)
+
+    # computed keys (not scattered data): Dask can recompute a lost block from its lineage
+    labels = [client.submit(_same, users, pure=False), client.submit(_same, items, pure=False)]
+    encoded = [client.submit(_encode, p, labels[0], labels[1], c, pure=False) for p in parts]
+    del parts
+    user_counts, item_counts = _tree_sum(client, [client.submit(_row_counts, e, n_users, n_items, pure=False)
+                                                  for e in encoded])
+    workers = sum(client.nthreads().values()) or 1
+    n_blocks = _blocks._n_blocks(workers)
+    bounds = {"user": _blocks.cost_blocks(user_counts, 16, n_blocks),
+              "item": _blocks.cost_blocks(item_counts, 16, n_blocks)}
+    splits = [client.submit(_split, e, bounds["user"], bounds["item"], pure=False) for e in encoded]
+    del encoded
+    sides = {}
+    for side, n_cols in (("user", n_items), ("item", n_users)):
+        b = bounds[side]
+        built = [client.submit(_assemble, int(b[j]), int(b[j + 1]), n_cols, np.dtype(dtype).str,
+                               *[client.submit(_pick, s, (side, j), pure=False) for s in splits], pure=False)
+                 for j in range(len(b) - 1)]
+        info = client.gather([client.submit(_second, f, pure=False) for f in built])
+        blocks = [client.submit(_first, f, pure=False) for f in built]
+        distributed.wait(blocks)
+        indptr = np.zeros(b[-1] + 1, dtype=np.int64)
+        np.cumsum(np.concatenate([i[0] for i in info]), out=indptr[1:])
+        sides[side] = (ClusterRows(client, blocks, b, indptr, n_cols, dtype), info)
+        del built
+    del splits
+    user_info = sides["user"][1]
+    dups = np.sum([i[2] for i in user_info], axis=0)
+    if dups[0]:
+        _warn(_duplicates_message("ratings", *(int(x) for x in dups)), None)
+    R, Rt = sides["user"][0], sides["item"][0]
+    return ClusterDataset(
+        users=users, items=items, R=R, Rt=Rt, n_rated_users=n_rated, columns=c,
+        social_src=src, social_dst=dst, social_weight=w,
+        total=sum(i[1] for i in user_info),
+    )
+
+
+@dataclass
+class ClusterDataset(Dataset):
+    """A :class:`~socialals.data.Dataset` whose ``R`` and ``Rt`` are :class:`ClusterRows`;
+    ``total`` is the exact sum of the ratings (:func:`socialals.data.exact_sum`)."""
+
+    total: int = 0
+
+    @property
+    def nnz(self) -> int:
+        return self.R.nnz
+
+    def mean_rating(self) -> float:
+        return exact_mean(self.total, self.nnz)
+
+    def edge_similarity(self, kind: str) -> np.ndarray:
+        """Each edge's similarity, from the rating blocks of its two ends (one task per pair
+        of blocks; blocks move between workers, never to the client)."""
+        R, src, dst = self.R, self.social_src, self.social_dst
+        out = np.empty(len(src))
+        bs = np.searchsorted(R.bounds, src, side="right") - 1
+        bd = np.searchsorted(R.bounds, dst, side="right") - 1
+        tasks = []
+        for a, b in (np.unique(np.stack([bs, bd], axis=1), axis=0) if len(src) else ()):
+            at = np.flatnonzero((bs == a) & (bd == b))
+            other = () if a == b else (R.blocks[b],)
+            tasks.append((at, R.client.submit(_block_similarity, kind, src[at] - R.bounds[a], dst[at] - R.bounds[b],
+                                              R.blocks[a], *other, pure=False)))
+        for (at, _), sims in zip(tasks, R.client.gather([t for _, t in tasks])):
+            out[at] = sims
+        return out

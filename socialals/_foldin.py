@@ -195,7 +195,7 @@ class FoldInMixin:
         new = FoldIn(self, ratings, social if self._include_social_users else None)
         fit = SimpleNamespace(
             data=SimpleNamespace(n_users=new.n, n_items=len(self.items_), n_rated_users=new.n, R=self._seen,
-                                 has_social=False),
+                                 has_social=False, mean_rating=lambda: self.global_mean_),
             k=int(self.user_factors_.shape[1]), dtype=self.user_factors_.dtype, n_jobs=self.n_jobs,
             U=np.zeros((new.n, self.user_factors_.shape[1]), self.user_factors_.dtype), V=self.item_factors_,
             rows={"user": new.R}, order={"user": _kernels.row_order(np.diff(new.R.indptr), self.user_factors_.shape[1])},

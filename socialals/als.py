@@ -45,20 +45,41 @@ from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._config import compiled_or_reference
+from ._dask import ClusterRows, solve_held
 from ._linalg import RowSystem, solve_rows
 from .base import BaseRecommender
 from ._foldin import FoldInMixin
 from .data import Dataset
 from .exceptions import ConvergenceWarning
-from .social import edge_similarity, symmetric_weights
+from .social import symmetric_weights
 from .social import neighbour_sums as social_sums
 from .social import sq_distances as social_distances
 
 __all__ = ["ALS", "RegularizedALS", "SocialALS"]
 
 
+def _on_ratings(M, fn, *args):
+    """``fn(M, *args)`` where ``M``'s ratings are: here, or, for a Dask frame's fit, per
+    block on the workers that hold them (:meth:`socialals._dask.ClusterRows.on_workers`)."""
+    return M.on_workers(fn, *args) if isinstance(M, ClusterRows) else fn(M, *args)
+
+
+def _rating_targets(M, mu, bias, w0, r0):
+    """The targets of a half-step's observed ratings (the rows of the CSR ``M``, columns
+    the other side) and what their residuals are measured against (None: the targets).
+    ``mu`` and ``bias`` (the other side's biases, or None) offset the ratings; ``w0 > 0``
+    adds the missing-data term's pull towards ``r0`` (see :class:`RegularizedALS`)."""
+    r = M.data
+    if w0 > 0:
+        o = (mu + bias.astype(np.float64) if bias is not None else np.zeros(M.shape[1]))[M.indices]
+        return r - w0 * r0 - (1.0 - w0) * o, np.stack([r - o, r0 - o])  # observed residuals, as if unobserved
+    return (r - mu - bias[M.indices] if bias is not None else r), None
+
+
 class _ALSFamily(FoldInMixin, BaseRecommender):
     """The fit loop. Subclasses supply ``_prepare``, ``_system``, ``_assign``, ``_objective``."""
+
+    _fits_dask_frames = True
 
     def __init__(self, factors, iterations, tol, n_jobs, random_state, dtype, init_scale, callback):
         """The parameters every class has (each class's own ``__init__`` states them and their defaults)."""
@@ -105,6 +126,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
             cache={},  # what a Dask cluster holds for this fit (socialals._dask)
         )
         self._prepare(fit)
+        solve = solve_held if isinstance(data.R, ClusterRows) else solve_rows  # a Dask frame's blocks
         limit = threadpool_limits(limits=1, user_api="blas")
         history: list[float] = []
         t0 = time.perf_counter()
@@ -112,8 +134,8 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
         try:
             for it in range(int(self.iterations)):
                 for side in ("user", "item"):  # the user step uses the friends' previous factors (Jacobi)
-                    X, sse = solve_rows(self._system(fit, side), fit.order[side], want_sse=side == "item",
-                                        n_jobs=self.n_jobs, cache=fit.cache)
+                    X, sse = solve(self._system(fit, side), fit.order[side], want_sse=side == "item",
+                                   n_jobs=self.n_jobs, cache=fit.cache)
                     self._assign(fit, side, X)
                 history.append(self._objective(fit, sse))
                 self._store(fit, history)
@@ -148,7 +170,8 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
 
     def _system(self, fit, side: str) -> RowSystem:
         M = fit.rows[side]
-        return RowSystem(M.indptr, M.indices, M.data, fit.V if side == "user" else fit.U)
+        targets, _ = _on_ratings(M, _rating_targets, 0.0, None, 0.0, 0.0)
+        return RowSystem(M.indptr, M.indices, targets, fit.V if side == "user" else fit.U)
 
     def _assign(self, fit, side: str, X: np.ndarray) -> None:
         if side == "user":
@@ -382,7 +405,7 @@ class RegularizedALS(_ALSFamily):
         lam_b = float(self.reg if self.bias_reg is None else self.bias_reg) if self.biases else 0.0
         fit.biases = bool(self.biases)
         fit.kk = k + 1 if fit.biases else k
-        fit.mu = float(fit.data.R.data.mean(dtype=np.float64)) if fit.biases else 0.0
+        fit.mu = fit.data.mean_rating() if fit.biases else 0.0
         fit.bias = {"user": np.zeros(fit.data.n_users, fit.dtype), "item": np.zeros(fit.data.n_items, fit.dtype)}
         fit.w0, fit.r0 = float(self.unobserved_weight), float(self.unobserved_rating)
         fit.diag, fit.lam = {}, {}
@@ -412,19 +435,15 @@ class RegularizedALS(_ALSFamily):
         M = fit.rows[side]
         other = "item" if side == "user" else "user"
         Y = self._design(fit, fit.V if side == "user" else fit.U)
-        r = M.data
-        t = r - fit.mu - fit.bias[other][M.indices] if fit.biases else r
-        system = RowSystem(M.indptr, M.indices, t, Y, diag=fit.diag[side])
+        t, goals = _on_ratings(M, _rating_targets, fit.mu, fit.bias[other] if fit.biases else None, fit.w0, fit.r0)
+        system = RowSystem(M.indptr, M.indices, t, Y, diag=fit.diag[side], sse_targets=goals)
         if fit.w0 > 0:  # the missing-data term (class docstring): shared parts once per half-step
             w0, r0 = fit.w0, fit.r0
             o_all = fit.mu + fit.bias[other].astype(np.float64) if fit.biases else np.zeros(len(Y))
-            o = o_all[M.indices]
             Y64 = Y.astype(np.float64)
-            system.targets = r - w0 * r0 - (1.0 - w0) * o
             system.gram = w0 * (Y64.T @ Y64)
             system.rhs = w0 * (Y64.T @ (r0 - o_all))
             system.scale = 1.0 - w0
-            system.sse_targets = np.stack([r - o, r0 - o])  # observed residuals, and as if unobserved
         return system
 
     def _assign(self, fit, side: str, X: np.ndarray) -> None:
@@ -544,7 +563,7 @@ class SocialALS(RegularizedALS):
             return None
         w = data.social_weight
         if self.similarity is not None:
-            w = w * edge_similarity(data.R, data.social_src, data.social_dst, self.similarity)
+            w = w * data.edge_similarity(self.similarity)
         return symmetric_weights(data.n_users, data.social_src, data.social_dst, w).tocsr()
 
     # Everything social: W and its degrees (here), α W U (``_system``), the term (``_objective``).

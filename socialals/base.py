@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 
 from . import _registry
@@ -34,6 +35,21 @@ from .data import Columns, Dataset, build_dataset
 from .exceptions import DataWarning, NotFittedError
 
 __all__ = ["BaseRecommender", "clone", "check_random_state"]
+
+
+class RatingsNotHeld:
+    """The training matrix of a model fitted from a Dask frame, whose ratings never came to
+    the client: any use says so."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ValueError(
+            "This model was fitted from a Dask DataFrame, so it does not hold its training ratings: "
+            "it cannot exclude each user's rated items (use recommend(..., exclude_seen=False), with "
+            "exclude=... for items to leave out), fold in users with a similarity, or be saved. Fit from "
+            "a pandas DataFrame for those."
+        )
 
 
 def check_random_state(seed, owner: str = "the model") -> np.random.Generator:
@@ -59,6 +75,7 @@ class BaseRecommender(BaseEstimator):
     """
 
     _include_social_users = False
+    _fits_dask_frames = False  # the ALS models fit from a dask.dataframe.DataFrame (socialals._dask)
 
     def __init_subclass__(cls, **kwargs):
         # Public model classes of the package go into the registry that load() and the
@@ -186,14 +203,15 @@ class BaseRecommender(BaseEstimator):
         self._check_params()
         data = build_dataset(ratings, social, columns=cols, include_social_users=self._include_social_users,
                              user_labels=user_labels, item_labels=item_labels,
-                             dtype=self._check_dtype() if "dtype" in self.get_params() else np.float64)
+                             dtype=self._check_dtype() if "dtype" in self.get_params() else np.float64,
+                             on_cluster=self._fits_dask_frames)
         rng = check_random_state(getattr(self, "random_state", None), type(self).__name__)
         with self._atomic_fit():
             self.columns_ = cols
             self.users_ = data.users
             self.items_ = data.items
-            self.rating_mean_ = float(data.R.data.mean(dtype=np.float64))
-            self._seen = data.R
+            self.rating_mean_ = data.mean_rating()
+            self._seen = data.R if sp.issparse(data.R) else RatingsNotHeld()
             self._fit(data, rng, **fit_data)
         return self
 

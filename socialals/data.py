@@ -97,6 +97,17 @@ class Dataset:
     def has_social(self) -> bool:
         return self.social_src is not None
 
+    def mean_rating(self) -> float:
+        """The mean of the stored ratings, correctly rounded (an exact sum, so a sum of
+        blocks gives the same bits: see :func:`exact_sum`)."""
+        return exact_mean(exact_sum(self.R.data), self.nnz)
+
+    def edge_similarity(self, kind: str) -> np.ndarray:
+        """The similarity ``kind`` of each cleaned social edge (:func:`socialals.social.edge_similarity`)."""
+        from .social import edge_similarity
+
+        return edge_similarity(self.R, self.social_src, self.social_dst, kind)
+
     def social_matrix(self) -> sp.csr_matrix:
         """The directed weight matrix ``S`` (n_users x n_users) of the cleaned edges."""
         if not self.has_social:
@@ -107,6 +118,37 @@ class Dataset:
         )
 
 
+_EXACT_SHIFT = 1074 + 53  # 2**-1127 is below half the smallest subnormal's last bit
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of finite float ``values``, as an integer multiple of ``2**-1127``.
+
+    Each value is an integer significand times a power of two; the significands are
+    summed exactly per exponent (in two 26-bit halves, int64). Sums of blocks add up to
+    the sum of the whole, whatever the blocks: the client's reduction of a Dask fit's
+    blocks equals the local fit's number.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[x != 0]
+    if not len(x):
+        return 0
+    mant, expo = np.frexp(x)
+    sig = (mant * 2.0**53).astype(np.int64)  # exact: |mant| in [0.5, 1)
+    shift = expo.astype(np.int64) - 53 + _EXACT_SHIFT
+    total = 0
+    for s in np.unique(shift):
+        part = sig[shift == s]
+        hi, lo = part >> 26, part & ((1 << 26) - 1)  # floor halves: part = hi * 2**26 + lo
+        total += ((int(hi.sum()) << 26) + int(lo.sum())) << int(s)
+    return total
+
+
+def exact_mean(total: int, n: int) -> float:
+    """``total`` (from :func:`exact_sum`) over ``n``, correctly rounded."""
+    return float(total / (n << _EXACT_SHIFT)) if n else float("nan")
+
+
 def _preview(frame: pd.DataFrame, mask: np.ndarray, n: int = 5) -> str:
     rows = frame.loc[np.asarray(mask)].head(n)
     return rows.to_string(max_cols=10)
@@ -115,35 +157,37 @@ def _preview(frame: pd.DataFrame, mask: np.ndarray, n: int = 5) -> str:
 def _require_frame(frame, name: str, required: list[str], optional: tuple = ()) -> None:
     if not isinstance(frame, pd.DataFrame):
         kind = f"{type(frame).__module__}.{type(frame).__name__}"
-        hint = (" A Dask frame is not accepted yet: fit on a Dask cluster from a pandas frame inside "
-                "joblib.parallel_config(backend='dask') (see the README's 'Scaling out')."
-                if type(frame).__module__.startswith("dask") else "")
-        raise TypeError(f"'{name}' must be a pandas DataFrame; got {kind}.{hint}")
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"'{name}' is missing column(s) {missing}; it has columns {list(frame.columns)}. "
-            "Rename them or pass the column names to fit()."
-        )
-    for col in list(required) + [c for c in optional if c in frame.columns]:
-        count = int((frame.columns == col).sum())
-        if count > 1:
-            raise ValueError(
-                f"'{name}' has {count} columns named {col!r}; keep one (e.g. drop or rename the others)."
-            )
+        raise TypeError(f"'{name}' must be a pandas DataFrame; got {kind}.")
+    _require_columns(frame.columns, name, required, optional)
     if len(frame) == 0:
         raise ValueError(f"'{name}' is empty; at least one row is needed.")
 
 
-def _check_labels(frame: pd.DataFrame, col: str, name: str) -> np.ndarray:
-    values = frame[col]
-    bad = values.isna().to_numpy()
-    if bad.any():
+def _require_columns(columns, name: str, required: list[str], optional: tuple = ()) -> None:
+    """The required columns are there, each once (a pandas or a Dask frame's columns)."""
+    missing = [c for c in required if c not in columns]
+    if missing:
         raise ValueError(
-            f"Column '{col}' of '{name}' has {int(bad.sum())} missing label(s); first rows:\n"
-            + _preview(frame, bad)
+            f"'{name}' is missing column(s) {missing}; it has columns {list(columns)}. "
+            "Rename them or pass the column names to fit()."
         )
-    return values.to_numpy()
+    for col in list(required) + [c for c in optional if c in columns]:
+        count = int((columns == col).sum())
+        if count > 1:
+            raise ValueError(
+                f"'{name}' has {count} columns named {col!r}; keep one (e.g. drop or rename the others)."
+            )
+
+
+def _check_labels(frame: pd.DataFrame, col: str, name: str) -> np.ndarray:
+    bad = _missing_labels(frame, col)
+    if bad.any():
+        raise _column_error("labels", col, name, None, int(bad.sum()), _preview(frame, bad))
+    return frame[col].to_numpy()
+
+
+def _missing_labels(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return frame[col].isna().to_numpy()
 
 
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float")
@@ -153,6 +197,16 @@ def _check_numeric(frame: pd.DataFrame, col: str, name: str, nonnegative: bool =
     """The column as float64 (float32 when it is float32); only int and float columns (or objects holding only int and
     float values) count as numbers. Booleans, complex numbers, dates, durations, categories
     and strings — even strings of digits — are refused rather than converted."""
+    values, problem, bad = _numeric_values(frame, col, nonnegative)
+    if problem is not None:
+        count = int(bad.sum())
+        raise _column_error(problem, col, name, frame[col].dtype, count, _preview(frame, bad) if count else "")
+    return values
+
+
+def _numeric_values(frame: pd.DataFrame, col: str, nonnegative: bool = False):
+    """``(values, problem, bad rows)``: ``problem`` is None, ``"type"``, ``"finite"`` or
+    ``"negative"`` (the first one found; :func:`_column_error` words it)."""
     raw = frame[col]
     dtype = raw.dtype
     numeric = (
@@ -169,28 +223,33 @@ def _check_numeric(frame: pd.DataFrame, col: str, name: str, nonnegative: bool =
         bad = ~raw.map(
             lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
         ).to_numpy(dtype=bool) & raw.notna().to_numpy()
-        detail = f" ({int(bad.sum())} non-numeric value(s)); first rows:\n" + _preview(frame, bad) if bad.any() else "."
-        raise ValueError(
-            f"Column '{col}' of '{name}' must be numeric (int or float); got dtype {dtype}{detail} "
-            "Booleans, complex numbers, dates, durations and text are not converted; convert the column "
-            "yourself (e.g. with pandas.to_numeric) if its values are numbers."
-        )
+        return None, "type", bad
     # a float32 column stays float32 (exact either way; half the transient memory)
     keep = np.float32 if dtype == np.float32 else np.float64
     values = raw.to_numpy(dtype=keep, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
-        raise ValueError(
-            f"Column '{col}' of '{name}' has {int(bad.sum())} NaN or infinite value(s); first rows:\n"
-            + _preview(frame, bad)
-        )
+        return None, "finite", bad
     if nonnegative and (values < 0).any():
-        bad = values < 0
-        raise ValueError(
-            f"Column '{col}' of '{name}' must be >= 0; {int(bad.sum())} negative value(s); first rows:\n"
-            + _preview(frame, bad)
+        return None, "negative", values < 0
+    return values, None, None
+
+
+def _column_error(problem: str, col: str, name: str, dtype, count: int, preview: str) -> ValueError:
+    """The error for ``count`` bad rows of column ``col`` of frame ``name``, with a preview
+    of the first ones (one wording for pandas frames and Dask frames alike)."""
+    if problem == "labels":
+        return ValueError(f"Column '{col}' of '{name}' has {count} missing label(s); first rows:\n" + preview)
+    if problem == "type":
+        detail = f" ({count} non-numeric value(s)); first rows:\n" + preview if count else "."
+        return ValueError(
+            f"Column '{col}' of '{name}' must be numeric (int or float); got dtype {dtype}{detail} "
+            "Booleans, complex numbers, dates, durations and text are not converted; convert the column "
+            "yourself (e.g. with pandas.to_numeric) if its values are numbers."
         )
-    return values
+    if problem == "finite":
+        return ValueError(f"Column '{col}' of '{name}' has {count} NaN or infinite value(s); first rows:\n" + preview)
+    return ValueError(f"Column '{col}' of '{name}' must be >= 0; {count} negative value(s); first rows:\n" + preview)
 
 
 def factorize_labels(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
@@ -211,6 +270,7 @@ def build_dataset(
     user_labels=None,
     item_labels=None,
     dtype=np.float64,
+    on_cluster: bool = False,
 ) -> Dataset:
     """Validate ``ratings`` (and ``social``) and index them.
 
@@ -235,12 +295,23 @@ def build_dataset(
     dtype : float32 or float64
         The dtype of the stored ratings (a float32 model's ratings need not take 8 bytes;
         ratings that float32 cannot hold exactly lose their last bits).
+    on_cluster : bool
+        Accept a ``dask.dataframe.DataFrame`` of ratings: its matrices are built and kept
+        on the Dask workers (:func:`socialals._dask.cluster_dataset`), with the same
+        labels, checks and repairs as here.
 
     Returns
     -------
     Dataset
     """
     c = columns
+    from ._dask import cluster_dataset, is_dask_frame
+
+    if is_dask_frame(ratings) and user_labels is None and item_labels is None:
+        if not on_cluster:
+            raise TypeError("'ratings' is a Dask DataFrame, which only the ALS models (ALS, RegularizedALS, "
+                            "SocialALS) fit from; pass this model a pandas DataFrame (e.g. .compute()).")
+        return cluster_dataset(ratings, social, columns=c, include_social_users=include_social_users, dtype=dtype)
     ratings_sparse, social_sparse = sp.issparse(ratings), sp.issparse(social)
     if item_labels is not None and not ratings_sparse:
         raise ValueError("'item_labels' labels the columns of a sparse ratings matrix; 'ratings' is not sparse.")
@@ -292,9 +363,10 @@ def _narrow(codes: np.ndarray) -> np.ndarray:
     return codes.astype(np.int32) if len(codes) and codes.max() < 2**31 - 1 else codes
 
 
-def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype) -> sp.csr_matrix:
+def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=None) -> sp.csr_matrix:
     """CSR of the ratings (sorted indices, 32-bit where they fit); duplicate (user, item)
-    pairs merged into their mean with a counted warning.
+    pairs merged into their mean with a counted warning (or, given a list ``stats``, the
+    counts appended to it: a Dask worker's block, whose counts the client adds up).
 
     Built by scipy's coordinate-to-CSR conversion on 32-bit codes, so the transient memory
     is a few bytes a rating; only data with duplicates take the sorted-key route that
@@ -311,7 +383,7 @@ def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype) -> sp.csr_
     key_sorted = key[order]
     first = np.ones(len(key_sorted), dtype=bool)
     first[1:] = key_sorted[1:] != key_sorted[:-1]
-    vals = _merge_groups(np.cumsum(first) - 1, values[order], "ratings", stacklevel=4)
+    vals = _merge_groups(np.cumsum(first) - 1, values[order], "ratings", stacklevel=4, stats=stats)
     key_u = key_sorted[first]
     R = sp.csr_matrix((vals.astype(dtype), ((key_u // n_items).astype(index), (key_u % n_items).astype(index))),
                       shape=(n_users, n_items))
@@ -443,8 +515,9 @@ def social_from_sparse(S, user_labels=None, *, columns: Columns = Columns()) -> 
 # when data are read, so cross-validation never splits one (user, item) pair across folds.
 
 
-def _merge_groups(group: np.ndarray, values: np.ndarray, source: str, stacklevel) -> np.ndarray:
-    """Mean rating of each group ``0..g-1`` (``group`` sorted or not); warn with counts."""
+def _merge_groups(group: np.ndarray, values: np.ndarray, source: str, stacklevel, stats=None) -> np.ndarray:
+    """Mean rating of each group ``0..g-1`` (``group`` sorted or not); warn with counts
+    (or append them to the list ``stats``)."""
     sums = np.bincount(group, weights=values)
     counts = np.bincount(group)
     mins = np.full(len(sums), np.inf)
@@ -452,13 +525,17 @@ def _merge_groups(group: np.ndarray, values: np.ndarray, source: str, stacklevel
     np.minimum.at(mins, group, values)
     np.maximum.at(maxs, group, values)
     dup = counts > 1
-    if dup.any():
-        _warn(
-            f"{source}: {int(dup.sum())} duplicate (user, item) pair(s) ({int((counts - 1).sum())} extra row(s)) "
-            f"merged into their mean rating; {int((maxs[dup] > mins[dup]).sum())} of them had different ratings.",
-            stacklevel,
-        )
+    found = (int(dup.sum()), int((counts - 1).sum()), int((maxs[dup] > mins[dup]).sum()))
+    if stats is not None:
+        stats.append(found)
+    elif found[0]:
+        _warn(_duplicates_message(source, *found), stacklevel)
     return sums / counts
+
+
+def _duplicates_message(source: str, pairs: int, extra: int, differing: int) -> str:
+    return (f"{source}: {pairs} duplicate (user, item) pair(s) ({extra} extra row(s)) merged into their mean "
+            f"rating; {differing} of them had different ratings.")
 
 
 def _edges_to_keep(key: np.ndarray, loops: np.ndarray, source: str, stacklevel) -> np.ndarray:
