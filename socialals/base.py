@@ -41,15 +41,19 @@ class RatingsNotHeld:
     """The training matrix of a model fitted from a Dask frame, whose ratings never came to
     the client: any use says so."""
 
+    @staticmethod
+    def error() -> ValueError:
+        return ValueError(
+            "This model was fitted from a Dask DataFrame, so it does not hold its training ratings: "
+            "it cannot exclude each user's rated items (use recommend(..., exclude_seen=False), with "
+            "exclude=... for items to leave out), add folded-in users to itself (fold_in(update=True)), "
+            "fold in users with a similarity, or be saved. Fit from a pandas DataFrame for those."
+        )
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise ValueError(
-            "This model was fitted from a Dask DataFrame, so it does not hold its training ratings: "
-            "it cannot exclude each user's rated items (use recommend(..., exclude_seen=False), with "
-            "exclude=... for items to leave out), fold in users with a similarity, or be saved. Fit from "
-            "a pandas DataFrame for those."
-        )
+        raise self.error()
 
 
 def check_random_state(seed, owner: str = "the model") -> np.random.Generator:
@@ -257,6 +261,8 @@ class BaseRecommender(BaseEstimator):
             parameters that cannot be stored (e.g. a callback) are saved as ``None``
             with a warning.
         """
+        if isinstance(getattr(self, "_seen", None), RatingsNotHeld):
+            raise RatingsNotHeld.error()
         return save_model(self, path)
 
     @classmethod

@@ -312,6 +312,8 @@ def build_dataset(
             raise TypeError("'ratings' is a Dask DataFrame, which only the ALS models (ALS, RegularizedALS, "
                             "SocialALS) fit from; pass this model a pandas DataFrame (e.g. .compute()).")
         return cluster_dataset(ratings, social, columns=c, include_social_users=include_social_users, dtype=dtype)
+    if is_dask_frame(social) and include_social_users:  # links only: W is built on this machine anyway
+        social = social.compute()
     ratings_sparse, social_sparse = sp.issparse(ratings), sp.issparse(social)
     if item_labels is not None and not ratings_sparse:
         raise ValueError("'item_labels' labels the columns of a sparse ratings matrix; 'ratings' is not sparse.")

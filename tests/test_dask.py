@@ -6,12 +6,16 @@ import signal
 import subprocess
 import sys
 
+import warnings
+
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 
 from socialals import ALS, RegularizedALS, SocialALS
 from socialals._config import numba_available
+from socialals.exceptions import DataWarning
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'socialals[dask]')")
 pytestmark = [
@@ -152,3 +156,196 @@ def test_closed_client_is_a_clear_error(small_problem):
         c.close()
         cluster.close()
 
+
+
+# ---------------------------------------------------------------------------- Dask frames
+dd = pytest.importorskip("dask.dataframe", reason="dask is not installed (pip install 'socialals[dask]')")
+
+FRAME_MODELS = {
+    "ALS": MODELS["ALS"],
+    "RegularizedALS": MODELS["RegularizedALS"],  # biases and the missing-data term
+    "SocialALS": lambda: SocialALS(factors=5, iterations=3, random_state=0, alpha=0.5, similarity="pcc", biases=True),
+}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Shuffled ratings with string user labels and 7 repeated pairs (merged into means),
+    links with weights and users known only through them; index = row order."""
+    from conftest import planted_ratings, random_social
+
+    ratings, _, _ = planted_ratings()
+    ratings["user"] = "u" + ratings["user"].astype(str)
+    repeats = ratings.iloc[:7].assign(rating=lambda f: f["rating"] + 1.0)
+    ratings = pd.concat([ratings, repeats]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    social = random_social(60, 150, seed=1, extra_users=5, weights=True)
+    social["user"] = "u" + social["user"].astype(str)
+    social["friend"] = "u" + social["friend"].astype(str)
+    return ratings, social
+
+
+def fit_warnings(make, *args):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = make().fit(*args)
+    return model, sorted(str(w.message) for w in caught if issubclass(w.category, DataWarning))
+
+
+@pytest.mark.parametrize("name", sorted(FRAME_MODELS))
+def test_dask_frame_fit_equals_pandas_fit(name, client, frames):
+    ratings, social = frames
+    local, local_warned = fit_warnings(FRAME_MODELS[name], ratings, social)
+    remote, remote_warned = fit_warnings(FRAME_MODELS[name], dd.from_pandas(ratings, npartitions=3),
+                                         dd.from_pandas(social, npartitions=2))
+    same_fit(local, remote)
+    assert local.users_.equals(remote.users_) and local.users_.dtype == remote.users_.dtype
+    assert local.items_.equals(remote.items_) and local.items_.dtype == remote.items_.dtype
+    assert local.rating_mean_ == remote.rating_mean_
+    assert remote_warned == local_warned and any("7 duplicate" in m for m in local_warned)
+    if name != "ALS":
+        assert local.global_mean_ == remote.global_mean_
+        assert np.array_equal(local.user_bias_, remote.user_bias_) == local.biases
+    if name == "SocialALS":
+        assert len(local.users_) > local.user_factors_.shape[0] - 6  # the graph added users
+        assert (local.social_weights_ != remote.social_weights_).nnz == 0
+
+
+def test_exact_mean_is_the_correctly_rounded_mean_for_any_blocks():
+    from fractions import Fraction
+
+    from socialals.data import exact_mean, exact_sum
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=999) * 10.0 ** rng.integers(-30, 30, 999), [5e-324, -1e300, 1e300]])
+    truth = float(sum(Fraction(float(v)) for v in x) / len(x))
+    assert exact_mean(exact_sum(x), len(x)) == truth
+    cuts = [0, 1, 400, 401, 1002]
+    assert exact_mean(sum(exact_sum(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])), len(x)) == truth
+
+
+class Arrivals:
+    """Everything the client receives through ``gather``; ``rating_rows`` counts the rows of
+    frames and rating-sized arrays among them."""
+
+    def __init__(self, client, monkeypatch, n_ratings):
+        self.n_ratings, self.rating_rows, self.objects = n_ratings, 0, 0
+        gather = client.gather
+
+        def recording(futures, *args, **kwargs):
+            result = gather(futures, *args, **kwargs)
+            self.look(result)
+            return result
+
+        monkeypatch.setattr(client, "gather", recording)
+
+    def look(self, obj):
+        if isinstance(obj, (list, tuple)):
+            for o in obj:
+                self.look(o)
+        elif isinstance(obj, dict):
+            for o in obj.values():
+                self.look(o)
+        else:
+            self.objects += 1
+            if isinstance(obj, (pd.DataFrame, pd.Series)):
+                self.rating_rows += len(obj)
+            elif isinstance(obj, np.ndarray) and obj.shape[0] >= self.n_ratings:
+                self.rating_rows += obj.shape[0]
+
+
+def test_the_client_never_holds_the_ratings(client, frames, monkeypatch):
+    ratings, social = frames
+    frame = dd.from_pandas(ratings, npartitions=4)
+
+    def no_compute(self, *args, **kwargs):
+        raise AssertionError("the ratings frame was computed on the client")
+
+    monkeypatch.setattr(type(frame), "compute", no_compute)
+    arrivals = Arrivals(client, monkeypatch, len(ratings))
+    model = FRAME_MODELS["SocialALS"]().fit(frame, social)
+    assert arrivals.objects > 20  # labels, counts, block sums, similarities, rows of factors
+    assert arrivals.rating_rows == 0
+    assert model.user_factors_.shape[0] == len(model.users_)
+    # the instrument sees rows that do come: the partitions gathered on purpose
+    client.gather(client.compute(frame.to_delayed()))
+    assert arrivals.rating_rows == len(ratings)
+    with pytest.raises(AssertionError, match="computed on the client"):
+        frame.compute()
+
+
+def test_a_dask_fitted_model_says_what_it_cannot_do(client, frames, tmp_path):
+    ratings, _ = frames
+    model = ALS(factors=3, iterations=1, random_state=0).fit(dd.from_pandas(ratings, npartitions=2))
+    local = ALS(factors=3, iterations=1, random_state=0).fit(ratings)
+    users = list(model.users_[:3])
+    with pytest.raises(ValueError, match="fitted from a Dask DataFrame.*exclude_seen=False"):
+        model.recommend(users, n=3)
+    with pytest.raises(ValueError, match="fitted from a Dask DataFrame"):
+        model.save(tmp_path / "model.npz")
+    assert not (tmp_path / "model.npz").exists()
+    pd.testing.assert_frame_equal(model.recommend(users, n=3, exclude_seen=False),
+                                  local.recommend(users, n=3, exclude_seen=False))
+    from socialals.baselines import Popularity
+
+    with pytest.raises(TypeError, match="only the ALS models"):
+        Popularity().fit(dd.from_pandas(ratings, npartitions=2))
+
+
+def error_of(fit, data):
+    with pytest.raises(ValueError) as caught:
+        fit(data)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("defect", ["missing column", "missing labels", "NaN ratings", "text ratings"])
+def test_a_bad_dask_frame_gets_the_pandas_error_before_any_half_step(defect, client, frames, monkeypatch):
+    from socialals import als
+
+    ratings, _ = frames
+    bad = ratings.copy()
+    rows = bad.index[[3, 250, 251, 600, 700, 701, 702]]  # several partitions, more than the preview shows
+    if defect == "missing column":
+        bad = bad.drop(columns="rating")
+    elif defect == "missing labels":
+        bad["item"] = bad["item"].astype(float)
+        bad.loc[rows, "item"] = np.nan
+    elif defect == "NaN ratings":
+        bad.loc[rows, "rating"] = np.nan
+        bad.loc[rows[-1], "rating"] = np.inf
+    else:
+        bad["rating"] = bad["rating"].astype(str)
+    half_steps = []
+    monkeypatch.setattr(als, "solve_held", lambda *a, **k: half_steps.append(1))
+    fit = RegularizedALS(factors=3, iterations=1, random_state=0).fit
+    local = error_of(fit, bad)
+    remote = error_of(fit, dd.from_pandas(bad, npartitions=4))
+    assert not half_steps
+    if defect == "text ratings":  # pandas' str dtype is Dask's string[pyarrow]: only the dtype's name differs
+        assert "got dtype str " in local and "got dtype string " in remote
+        remote = remote.replace("got dtype string ", "got dtype str ")
+    assert remote == local
+    counted = {"missing column": "missing column(s) ['rating']", "missing labels": "has 7 missing label(s)",
+               "NaN ratings": "has 7 NaN or infinite", "text ratings": f"({len(bad)} non-numeric value(s))"}
+    assert counted[defect] in local
+
+
+def test_a_dask_frame_without_distributed_or_a_client_is_a_clear_error():
+    # fresh processes: this module's cluster is the default client here
+    code = (
+        "import sys\n"
+        "if sys.argv[1] == 'absent':\n"
+        "    sys.modules['distributed'] = None\n"
+        "import pandas as pd, dask.dataframe as dd\n"
+        "from socialals import ALS\n"
+        "frame = dd.from_pandas(pd.DataFrame({'user': [1, 2], 'item': [1, 1], 'rating': [1.0, 2.0]}), npartitions=1)\n"
+        "try:\n"
+        "    ALS(factors=1, iterations=1).fit(frame)\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    for case, expected in (("absent", ["ImportError", "pip install 'socialals[dask]'"]),
+                           ("no client", ["RuntimeError", "start one before fit", "Client()"])):
+        done = subprocess.run([sys.executable, "-c", code, case], capture_output=True, text=True, timeout=300,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        for word in expected:
+            assert word in done.stdout, (case, done.stdout, done.stderr[-2000:])
