@@ -17,12 +17,18 @@ tiny fit, resets the peak-RSS mark (``/proc/self/clear_refs``), fits, and reads
   in the same process; bytes shipped per iteration as Dask's scheduler reports them
   (``nbytes`` of the scattered blocks, the broadcast factors times their replicas, the
   social pull and the returned rows), set against the expected broadcast
-  ``(users + items) x k x 8`` bytes per worker.
+  ``(users + items) x k x 8`` bytes per worker;
+* ``frame``: the same data written to Parquet and fitted from ``dask.dataframe.read_parquet``
+  on the same cluster (no pandas frame in the client process): seconds to build the
+  blocks on the workers, seconds per iteration, the client's peak RSS during the fit, and
+  whether the factors equal the local fit's (from the same Parquet files, read with pandas,
+  after the measured fit).
 
 Usage::
 
     python benchmarks/bench_scale.py                      # 0.1 M, 1 M, 10 M local; 10 M on the cluster
     python benchmarks/bench_scale.py --sizes 0.1 1 --cluster-size 1 --k 16 --iterations 3
+    python benchmarks/bench_scale.py --sizes --cluster-size 0 --frame-size 1   # the Dask-frame row only
 """
 
 from __future__ import annotations
@@ -118,6 +124,8 @@ def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
     out = {"kind": kind, "ratings": len(ratings), "users": n_users, "items": n_items, "links": len(social), "k": k,
            "ratings_MB": len(ratings) * 24 / 2**20, "factors_MB": (n_users + n_items) * k * 8 / 2**20,
            "baseline_MB": base_mb}
+    if kind == "frame":
+        return _frame(out, ratings, social, make, tiny_r, tiny_s, iterations)
     if kind == "local":
         out["peak_reset"] = _peak_reset()
         m = make(iterations).fit(ratings, social)
@@ -151,10 +159,46 @@ def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
     return out
 
 
+def _frame(out, ratings, social, make, tiny_r, tiny_s, iterations):
+    import gc
+    import tempfile
+    import time
+
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    with tempfile.TemporaryDirectory() as folder, LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster):
+        step = max(1, len(ratings) // 8)
+        for j, lo in enumerate(range(0, len(ratings), step)):  # about 8 files, in row order
+            ratings.iloc[lo : lo + step].to_parquet(Path(folder, f"part-{j:03d}.parquet"))
+        del ratings
+        gc.collect()
+        make(1).fit(dd.from_pandas(tiny_r, npartitions=2), tiny_s)  # compile on the workers
+        out["peak_reset"] = _peak_reset()
+        before = _peak_mb()
+        t0 = time.perf_counter()
+        m = make(iterations).fit(dd.read_parquet(folder), social)
+        wall = time.perf_counter() - t0
+        out["client_peak_MB"] = _peak_mb()
+        out["client_peak_before_MB"] = before
+        out["build_s"] = wall - m.fit_seconds_
+        out["s_per_iter"] = m.fit_seconds_ / m.n_iter_
+        local = make(iterations).fit(pd.read_parquet(folder), social)
+        out["local_s_per_iter"] = local.fit_seconds_ / local.n_iter_
+        out["identical_to_local"] = bool(np.array_equal(local.user_factors_, m.user_factors_)
+                                         and np.array_equal(local.item_factors_, m.item_factors_)
+                                         and np.array_equal(local.loss_history_, m.loss_history_))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", type=float, default=[0.1, 1, 10], help="millions of ratings, local")
+    ap.add_argument("--sizes", nargs="*", type=float, default=[0.1, 1, 10], help="millions of ratings, local")
     ap.add_argument("--cluster-size", type=float, default=10, help="millions of ratings on the cluster (0: skip)")
+    ap.add_argument("--frame-size", type=float, default=10,
+                    help="millions of ratings fitted from a Dask frame (read_parquet) on the cluster (0: skip)")
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--output", default=None, help="also write the tables here")
@@ -163,7 +207,8 @@ def main(argv=None):
     if args.one:
         print(json.dumps(one(args.one[0], int(float(args.one[1]) * 1e6), args.k, args.iterations)))
         return
-    runs = [("local", s) for s in args.sizes] + ([("cluster", args.cluster_size)] if args.cluster_size else [])
+    runs = [("local", s) for s in args.sizes] + ([("cluster", args.cluster_size)] if args.cluster_size else []) + (
+        [("frame", args.frame_size)] if args.frame_size else [])
     rows = []
     for kind, size in runs:
         done = subprocess.run([sys.executable, __file__, "--one", kind, str(size), "--k", str(args.k),
@@ -174,7 +219,7 @@ def main(argv=None):
         print(f"{kind} {size} M: done", flush=True)
     local = pd.DataFrame([r for r in rows if r["kind"] == "local"])
     lines = [f"python benchmarks/bench_scale.py --sizes {' '.join(map(str, args.sizes))} --cluster-size "
-             f"{args.cluster_size} --k {args.k} --iterations {args.iterations}",
+             f"{args.cluster_size} --frame-size {args.frame_size} --k {args.k} --iterations {args.iterations}",
              f"SocialALS(factors={args.k}, reg=0.1, alpha=0.1), float64, 2 threads; shared 2-core machine", ""]
     if len(local):
         local["time x"] = local["s_per_iter"] / local["s_per_iter"].shift(1)
@@ -199,6 +244,20 @@ def main(argv=None):
             f"  expected broadcast (users + items) x k x 8 = {r['expected_broadcast_per_worker']} bytes per worker, "
             f"x {r['n_workers']} workers = {r['expected_broadcast_per_worker'] * r['n_workers']}; measured "
             f"broadcast {later['broadcast']} ({later['broadcast'] / (r['expected_broadcast_per_worker'] * r['n_workers']):.3f}x)",
+            "",
+        ]
+    for r in rows:
+        if r["kind"] != "frame":
+            continue
+        lines += [
+            f"Dask frame (read_parquet, about 8 files) on the same cluster, {r['ratings']} ratings ({r['users']} "
+            f"users, {r['items']} items, k={r['k']}); identical to the local fit of the same files: "
+            f"{r['identical_to_local']}",
+            f"  blocks built on the workers in {r['build_s']:.2f} s; s/iteration {r['s_per_iter']:.3f} "
+            f"(local threads {r['local_s_per_iter']:.3f})",
+            f"  client peak RSS during the fit {r['client_peak_MB']:.0f} MB (before it {r['client_peak_before_MB']:.0f} MB"
+            f"{'' if r['peak_reset'] else ', peak not resettable here'}); ratings {r['ratings_MB']:.1f} MB, "
+            f"factors {r['factors_MB']:.1f} MB",
             "",
         ]
     text = "\n".join(lines)
