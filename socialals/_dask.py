@@ -440,10 +440,10 @@ def cluster_dataset(ratings, social, *, columns, include_social_users, dtype):
 
     from .data import _duplicates_message, _require_columns, _social_edges, _warn, factorize_labels
 
-    client = frame_client()
-    distributed = require_distributed()
     c = columns
     _require_columns(ratings.columns, "ratings", [c.user, c.item, c.rating])
+    client = frame_client()
+    distributed = require_distributed()
     parts = client.compute(ratings.to_delayed())  # pandas partitions, kept on the workers
     scans = client.gather([client.submit(_scan, p, c, pure=False) for p in parts])
     _raise_first_problem(scans, c, ratings.dtypes[c.rating])

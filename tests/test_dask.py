@@ -21,6 +21,7 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is not
 pytestmark = [
     pytest.mark.skipif(not numba_available, reason="the cluster runs the compiled kernel"),
     pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:ratings. 7 duplicate:socialals.exceptions.DataWarning"),
 ]
 
 MODELS = {
@@ -271,6 +272,26 @@ def test_the_client_never_holds_the_ratings(client, frames, monkeypatch):
     assert arrivals.rating_rows == len(ratings)
     with pytest.raises(AssertionError, match="computed on the client"):
         frame.compute()
+
+
+def test_a_worker_killed_mid_fit_of_a_dask_frame_is_survived_with_the_same_factors(client, frames):
+    # the blocks were computed by Dask (not scattered), so Dask recomputes the lost ones
+    ratings, social = frames
+    local = FRAME_MODELS["SocialALS"]().set_params(iterations=4).fit(ratings, social)
+    killed = []
+
+    def kill_one(model, iteration, loss):
+        if iteration == 1:
+            address, pid = sorted(client.run(os.getpid).items())[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(address)
+        return False
+
+    remote = FRAME_MODELS["SocialALS"]().set_params(iterations=4, callback=kill_one).fit(
+        dd.from_pandas(ratings, npartitions=3), social)
+    assert killed
+    same_fit(local, remote)
+    client.wait_for_workers(2, timeout=60)
 
 
 def test_a_dask_fitted_model_says_what_it_cannot_do(client, frames, tmp_path):
