@@ -203,9 +203,10 @@ def test_dask_frame_fit_equals_pandas_fit(name, client, frames):
     assert local.items_.equals(remote.items_) and local.items_.dtype == remote.items_.dtype
     assert local.rating_mean_ == remote.rating_mean_
     assert remote_warned == local_warned and any("7 duplicate" in m for m in local_warned)
-    if name != "ALS":
+    if name != "ALS":  # both with biases
         assert local.global_mean_ == remote.global_mean_
-        assert np.array_equal(local.user_bias_, remote.user_bias_) == local.biases
+        assert np.array_equal(local.user_bias_, remote.user_bias_)
+        assert np.array_equal(local.item_bias_, remote.item_bias_)
     if name == "SocialALS":
         assert len(local.users_) > local.user_factors_.shape[0] - 6  # the graph added users
         assert (local.social_weights_ != remote.social_weights_).nnz == 0
