@@ -297,8 +297,11 @@ def test_a_worker_killed_mid_fit_of_a_dask_frame_is_survived_with_the_same_facto
 
 def test_a_dask_fitted_model_says_what_it_cannot_do(client, frames, tmp_path):
     ratings, _ = frames
-    model = ALS(factors=3, iterations=1, random_state=0).fit(dd.from_pandas(ratings, npartitions=2))
+    with_an_empty_partition = dd.concat([dd.from_pandas(ratings.iloc[:0], npartitions=1),
+                                         dd.from_pandas(ratings, npartitions=2)])
+    model = ALS(factors=3, iterations=1, random_state=0).fit(with_an_empty_partition)
     local = ALS(factors=3, iterations=1, random_state=0).fit(ratings)
+    same_fit(local, model)
     users = list(model.users_[:3])
     with pytest.raises(ValueError, match="fitted from a Dask DataFrame.*exclude_seen=False"):
         model.recommend(users, n=3)
