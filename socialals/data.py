@@ -118,7 +118,7 @@ class Dataset:
         )
 
 
-_EXACT_SHIFT = 1074 + 53  # 2**-1127 is below half the smallest subnormal's last bit
+_EXACT_SHIFT = 1074 + 53  # a float is sig * 2**(e - 53) with e >= -1073: every shift e - 53 + 1127 is >= 1
 
 
 def exact_sum(values: np.ndarray) -> int:
