@@ -50,7 +50,8 @@ from ._config import get_config
 from .data import Dataset, exact_mean
 from .exceptions import DivergenceError
 
-__all__ = ["solve_on_cluster", "require_distributed", "is_dask_frame", "cluster_dataset", "solve_held", "ClusterRows"]
+__all__ = ["solve_on_cluster", "require_distributed", "is_dask_frame", "cluster_dataset", "solve_held", "ClusterRows",
+           "on_ratings"]
 
 _RETRIES = 2
 # Set to a list to record, per half-step, the bytes Dask's scheduler reports for what was
@@ -526,3 +527,9 @@ class ClusterDataset(Dataset):
         for (at, _), sims in zip(tasks, R.client.gather([t for _, t in tasks])):
             out[at] = sims
         return out
+
+
+def on_ratings(M, fn, *args):
+    """``fn(M, *args)`` where ``M``'s ratings are: here, or, for a Dask frame's fit, per
+    block on the workers that hold them (:meth:`ClusterRows.on_workers`)."""
+    return M.on_workers(fn, *args) if isinstance(M, ClusterRows) else fn(M, *args)

@@ -45,7 +45,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._config import compiled_or_reference
-from ._dask import ClusterRows, solve_held
+from ._dask import ClusterRows, on_ratings, solve_held
 from ._linalg import RowSystem, solve_rows
 from .base import BaseRecommender
 from ._foldin import FoldInMixin
@@ -56,12 +56,6 @@ from .social import neighbour_sums as social_sums
 from .social import sq_distances as social_distances
 
 __all__ = ["ALS", "RegularizedALS", "SocialALS"]
-
-
-def _on_ratings(M, fn, *args):
-    """``fn(M, *args)`` where ``M``'s ratings are: here, or, for a Dask frame's fit, per
-    block on the workers that hold them (:meth:`socialals._dask.ClusterRows.on_workers`)."""
-    return M.on_workers(fn, *args) if isinstance(M, ClusterRows) else fn(M, *args)
 
 
 def _rating_targets(M, mu, bias, w0, r0):
@@ -170,7 +164,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
 
     def _system(self, fit, side: str) -> RowSystem:
         M = fit.rows[side]
-        targets, _ = _on_ratings(M, _rating_targets, 0.0, None, 0.0, 0.0)
+        targets, _ = on_ratings(M, _rating_targets, 0.0, None, 0.0, 0.0)
         return RowSystem(M.indptr, M.indices, targets, fit.V if side == "user" else fit.U)
 
     def _assign(self, fit, side: str, X: np.ndarray) -> None:
@@ -278,17 +272,9 @@ class ALS(_ALSFamily):
     """
     )
 
-    def __init__(
-        self,
-        factors: int = 10,
-        iterations: int = 15,
-        tol: float = 0.0,
-        n_jobs: Optional[int] = -1,
-        random_state=None,
-        dtype: str = "float64",
-        init_scale: float = 0.1,
-        callback: Optional[Callable] = None,
-    ):
+    def __init__(self, factors: int = 10, iterations: int = 15, tol: float = 0.0, n_jobs: Optional[int] = -1,
+                 random_state=None, dtype: str = "float64", init_scale: float = 0.1,
+                 callback: Optional[Callable] = None):
         super().__init__(factors, iterations, tol, n_jobs, random_state, dtype, init_scale, callback)
 
     def _validate_params(self) -> None:
@@ -362,23 +348,10 @@ class RegularizedALS(_ALSFamily):
     """
     )
 
-    def __init__(
-        self,
-        factors: int = 10,
-        reg: float = 0.1,
-        weighted_reg: bool = False,
-        biases: bool = False,
-        iterations: int = 15,
-        tol: float = 0.0,
-        n_jobs: Optional[int] = -1,
-        random_state=None,
-        dtype: str = "float64",
-        init_scale: float = 0.1,
-        callback: Optional[Callable] = None,
-        bias_reg: Optional[float] = None,
-        unobserved_weight: float = 0.0,
-        unobserved_rating: float = 0.0,
-    ):
+    def __init__(self, factors: int = 10, reg: float = 0.1, weighted_reg: bool = False, biases: bool = False,
+                 iterations: int = 15, tol: float = 0.0, n_jobs: Optional[int] = -1, random_state=None,
+                 dtype: str = "float64", init_scale: float = 0.1, callback: Optional[Callable] = None,
+                 bias_reg: Optional[float] = None, unobserved_weight: float = 0.0, unobserved_rating: float = 0.0):
         super().__init__(factors, iterations, tol, n_jobs, random_state, dtype, init_scale, callback)
         self.reg = reg
         self.weighted_reg = weighted_reg
@@ -435,7 +408,7 @@ class RegularizedALS(_ALSFamily):
         M = fit.rows[side]
         other = "item" if side == "user" else "user"
         Y = self._design(fit, fit.V if side == "user" else fit.U)
-        t, goals = _on_ratings(M, _rating_targets, fit.mu, fit.bias[other] if fit.biases else None, fit.w0, fit.r0)
+        t, goals = on_ratings(M, _rating_targets, fit.mu, fit.bias[other] if fit.biases else None, fit.w0, fit.r0)
         system = RowSystem(M.indptr, M.indices, t, Y, diag=fit.diag[side], sse_targets=goals)
         if fit.w0 > 0:  # the missing-data term (class docstring): shared parts once per half-step
             w0, r0 = fit.w0, fit.r0
