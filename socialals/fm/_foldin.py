@@ -1,0 +1,360 @@
+"""Fold-in for :class:`~socialals.fm.FactorizationMachine`: a new user's own parameters,
+fitted by the FM's own objective with every other parameter held fixed.
+
+A user's own parameters are ``θ_u = (w_u, v_u)``, the weight and factor row of its column
+of the one-hot user block: the only parameters that occur in its design rows and in no
+other user's. Its friend columns and side-feature columns are shared with other users (and
+its own column of the social block occurs only in other users' rows), so they stay fixed;
+its friend and side features enter its design rows exactly as in :meth:`fit`. With all
+else fixed the model is affine in ``θ_u`` ::
+
+    ŷ(u, i) = c_ui + θ_u · x_ui,     x_ui = (1, p_u + P_I[i]),
+    c_ui = w0 + a_u + b_i + ⟨p_u, P_I[i]⟩
+
+where ``a_u``, ``p_u`` are the user side's parts without its one-hot column (its friends'
+and side features, :func:`~socialals.fm._design.side_parts`) and ``b_i``, ``P_I[i]`` the
+item side's. The row objective is the part of the written objective that involves ``θ_u`` ::
+
+    L_u(θ) = Σ_{i ∈ R(u)} ℓ(c_ui + θ · x_ui, y_ui) + ½ c_u (λ_w θ_0² + λ_V Σ_f θ_f²)
+
+with the FM's own λ and penalty weight ``c_u = |R(u)|`` (``reg_scaling="frequency"``) or
+1 (``"none"``). It is convex, and solved
+
+* squared loss: exactly, from its normal equations ``(XᵀX + D) θ = Xᵀ(y − c)``, a
+  (k+1) x (k+1) system per user (``D = c_u diag(λ_w, λ_V, …)``; with a zero penalty the
+  minimum-norm solution);
+* logistic loss: Newton's method (iteratively reweighted least squares) with an Armijo
+  backtracking line search, until the squared Newton decrement is at rounding level
+  (then one last full step; at most 100 steps);
+* hinge loss: dual coordinate descent (Hsieh, Chang, Lin, Keerthi & Sundararajan, ICML
+  2008, the L1-loss SVM solver of liblinear) on ``max_α Σ α_i (1 − y_i c_i) − ½ ‖Σ α_i
+  y_i x_i‖²_{D⁻¹}``, ``0 ≤ α_i ≤ 1``: cyclic exact one-variable steps until the largest
+  projected gradient is at most 1e-10; then ``θ = D⁻¹ Σ α_i y_i x_i`` (at most 20,000
+  sweeps, else a ConvergenceWarning).
+
+Users are solved independently, in batches of similar rating counts. A new user without
+ratings keeps ``θ = 0`` (the penalty's minimiser, as a feature that never occurs in
+training) and is scored from its friends' and side features.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.special import expit
+
+from .._foldin import FoldIn, unique_links
+from ..exceptions import ConvergenceWarning, DataWarning, NotFittedError
+from ._design import side_matrix, side_parts
+
+__all__ = ["fold_in"]
+
+_NEWTON_STEPS = 100
+_DCD_SWEEPS = 20_000
+_DCD_TOL = 1e-10
+# padded (users x ratings x (k+1)) elements per batch
+_BATCH_ELEMENTS = 1 << 21
+
+
+def fold_in(model, ratings, social, *, update: bool, user_features) -> pd.DataFrame:
+    """See :meth:`FactorizationMachine.fold_in`."""
+    model._check_fitted()
+    if model._entity is None:  # pragma: no cover - fit_matrix leaves no users_
+        raise NotFittedError("fold_in needs a FactorizationMachine fitted with fit() on a rating frame.")
+    if not isinstance(update, (bool, np.bool_)):
+        raise ValueError(f"The 'update' parameter of fold_in must be a bool; got {update!r}.")
+    blocks = model.feature_blocks_
+    has_social = "social" in blocks
+    new = FoldIn(model, ratings, social if has_social else None)
+    y = _targets(model, new.R.data)
+    users, where = new.grown_users()
+    Z = _extra_rows(model, new, where, len(users), user_features)
+    we, Ve = _grown_extra_parameters(model, len(users) - len(model.users_))
+    k = model.V_.shape[1]
+    a0, p0 = side_parts(Z, np.zeros(new.n), np.zeros((new.n, k)), we, Ve)
+    theta = _solve_rows(model, new.R, y, a0, p0)
+    frame = pd.DataFrame(theta[:, 1:], index=pd.Index(new.labels, name=model.columns_.user),
+                         columns=[f"factor_{f}" for f in range(k)])
+    frame["bias"] = theta[:, 0]
+    if update:
+        _grow_model(model, new, users, where, theta, Z)
+    return frame
+
+
+def _targets(model, values: np.ndarray) -> np.ndarray:
+    """The fold-in ratings as the fit's targets (labels coded ±1 for classification)."""
+    if model.loss == "squared":
+        return values.astype(np.float64)
+    classes = model.classes_
+    bad = ~np.isin(values, classes)
+    if bad.any():
+        shown = ", ".join(f"{v:g}" for v in np.unique(values[bad])[:5])
+        raise ValueError(
+            f"fold_in: loss={model.loss!r} needs the {model.columns_.rating!r} column to hold the labels "
+            f"{classes[0]} and {classes[1]} (the model's classes_); got {int(bad.sum())} other value(s): {shown} "
+            "(a duplicate (user, item) pair with two labels is merged into their mean)."
+        )
+    return np.where(values == classes[1], 1.0, -1.0)
+
+
+def _extra_rows(model, new: FoldIn, where: np.ndarray, n_grown: int, user_features):
+    """The new users' extra user-side columns (social block over the grown user list,
+    then side features), as the fit builds them; None when the design has none."""
+    blocks, dt = model.feature_blocks_, model.V_.dtype
+    parts = []
+    if "social" in blocks:
+        parts.append(_social_rows(model, new, where, n_grown))
+    if "user_features" in blocks:
+        width = blocks["user_features"][1] - blocks["user_features"][0]
+        if user_features is None:  # every new user without a row: zeros, counted
+            user_features = pd.DataFrame(np.zeros((0, width)))
+        F = side_matrix(user_features, new.labels, "fold_in: user_features", dt, "new user(s)")
+        if F.shape[1] != width:
+            raise ValueError(f"'user_features' has {F.shape[1]} column(s); the model was fitted with {width}.")
+        parts.append(F)
+    elif user_features is not None:
+        raise ValueError("'user_features' given, but the model was fitted without user features.")
+    return sp.hstack(parts, format="csr", dtype=dt) if parts else None
+
+
+def _social_rows(model, new: FoldIn, where: np.ndarray, n_grown: int) -> sp.csr_matrix:
+    """Each new user's out-links as in the fit: weights normalised to sum to 1, on the
+    columns of its friends (known users, then the new ones, as in the grown model)."""
+    S = sp.csr_matrix((new.n, n_grown), dtype=model.V_.dtype)
+    if new.links is None or len(new.links[0]) == 0:
+        return S
+    src, dst, w = new.links
+    row = new.labels.get_indexer(src)
+    incoming = row < 0  # a known user's link to a new user: the known user's row stays as fitted
+    if incoming.any():
+        warnings.warn(
+            f"fold_in: {int(incoming.sum())} link(s) from known users to new users are not used (the "
+            "factorization machine's social features are a user's own out-links; known users are not changed).",
+            DataWarning, stacklevel=4,
+        )
+    row, dst, w = row[~incoming], dst[~incoming], w[~incoming]
+    mine = new.labels.get_indexer(dst)
+    col = np.where(mine >= 0, where[np.maximum(mine, 0)], model.users_.get_indexer(dst))
+    row, col, w = unique_links(row, col, w)
+    S = sp.csr_matrix((w.astype(np.float64), (row, col)), shape=(new.n, n_grown))
+    deg = np.asarray(S.sum(axis=1)).ravel()
+    inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+    S = sp.csr_matrix(sp.diags(inv) @ S, dtype=model.V_.dtype)
+    S.eliminate_zeros()
+    return S
+
+
+def _grown_extra_parameters(model, n_fresh: int):
+    """``w``, ``V`` of the extra user-side columns (float64), with zero columns for the
+    fresh users' social features (they occur in no training row)."""
+    meta = model._entity_meta
+    ZU = model._entity_ZU
+    m = 0 if ZU is None else ZU.shape[1]
+    start = meta["u_start"]
+    we = model.w_[start : start + m].astype(np.float64)
+    Ve = model.V_[start : start + m].astype(np.float64)
+    if "social" in model.feature_blocks_ and n_fresh:
+        n = meta["n_users"]
+        we = np.concatenate([we[:n], np.zeros(n_fresh), we[n:]])
+        Ve = np.vstack([Ve[:n], np.zeros((n_fresh, Ve.shape[1])), Ve[n:]])
+    return we, Ve
+
+
+# ---------------------------------------------------------------------- the row solves
+def _solve_rows(model, R: sp.csr_matrix, y: np.ndarray, a0: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """``θ`` (n_new, k+1) = (w_u, v_u) minimising each new user's row objective."""
+    reg_w0, reg_w, reg_V = model._regs()
+    k = p0.shape[1]
+    counts = np.diff(R.indptr)
+    theta = np.zeros((R.shape[0], k + 1))
+    if model.loss != "squared" and counts.any() and not (reg_w > 0 and reg_V > 0):
+        raise ValueError(
+            f"fold_in with loss={model.loss!r} needs reg_w > 0 and reg_V > 0 (reg when None): without a "
+            "penalty a new user's row objective may have no minimiser."
+        )
+    lam = np.r_[reg_w, np.full(k, reg_V)]
+    scale = counts.astype(np.float64) if model.reg_scaling == "frequency" else np.ones(len(counts))
+    _, _, b, PI = model._parts
+    w0 = float(model.w0_)
+    solve = {"squared": _ridge, "logistic": _newton, "hinge": _dual_cd}[model.loss]
+    for users in _batches(counts, k + 1):
+        L = int(counts[users].max())
+        pos = np.arange(L)
+        mask = pos[None, :] < counts[users][:, None]
+        at = np.where(mask, R.indptr[users][:, None] + pos[None, :], 0)
+        items = R.indices[at]
+        P = PI[items]  # (m, L, k)
+        X = np.empty(P.shape[:2] + (k + 1,))
+        X[..., 0] = 1.0
+        X[..., 1:] = P + p0[users][:, None, :]
+        X *= mask[..., None]
+        C = w0 + a0[users][:, None] + b[items] + np.einsum("mlk,mk->ml", P, p0[users])
+        Y = np.where(mask, y[at], 0.0)
+        D = scale[users][:, None] * lam[None, :]
+        theta[users] = solve(X, C, Y, mask, D)
+    return theta
+
+
+def _batches(counts: np.ndarray, d: int):
+    """Users with ratings, in batches of similar counts (ascending) whose padded
+    (users x ratings x d) arrays stay within ``_BATCH_ELEMENTS``."""
+    order = np.argsort(counts, kind="stable")
+    order = order[counts[order] > 0]
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order) and (stop + 1 - start) * counts[order[stop]] * d <= _BATCH_ELEMENTS:
+            stop += 1
+        yield order[start:stop]
+        start = stop
+
+
+def _ridge(X, C, Y, mask, D):
+    """Squared loss: the normal equations, exactly (minimum norm where D is singular)."""
+    A = np.einsum("mli,mlj->mij", X, X)
+    idx = np.arange(X.shape[2])
+    A[:, idx, idx] += D
+    rhs = np.einsum("mli,ml->mi", X, (Y - C) * mask)
+    out = np.zeros_like(rhs)
+    ok = (D > 0).all(axis=1)
+    if ok.any():
+        out[ok] = np.linalg.solve(A[ok], rhs[ok][..., None])[..., 0]
+    for j in np.flatnonzero(~ok):
+        out[j] = np.linalg.lstsq(A[j], rhs[j], rcond=None)[0]
+    return out
+
+
+def _logistic_objective(X, C, Y, mask, D, theta):
+    s = C + np.einsum("mld,md->ml", X, theta)
+    return (mask * np.logaddexp(0.0, -Y * s)).sum(axis=1) + 0.5 * (D * theta * theta).sum(axis=1)
+
+
+def _newton(X, C, Y, mask, D):
+    """Logistic loss: damped Newton (IRLS) steps to convergence."""
+    m, _, d = X.shape
+    theta = np.zeros((m, d))
+    idx = np.arange(d)
+    live = np.ones(m, dtype=bool)
+    for _ in range(_NEWTON_STEPS):
+        if not live.any():
+            return theta
+        Xl, Cl, Yl, Ml, Dl, th = X[live], C[live], Y[live], mask[live], D[live], theta[live]
+        s = Cl + np.einsum("mld,md->ml", Xl, th)
+        g = np.einsum("mld,ml->md", Xl, Ml * -Yl * expit(-Yl * s)) + Dl * th
+        H = np.einsum("mli,ml,mlj->mij", Xl, Ml * expit(s) * expit(-s), Xl)
+        H[:, idx, idx] += Dl
+        step = np.linalg.solve(H, g[..., None])[..., 0]
+        dec = np.einsum("md,md->m", g, step)  # squared Newton decrement
+        f = _logistic_objective(Xl, Cl, Yl, Ml, Dl, th)
+        done = dec <= 1e-16 * np.maximum(1.0, np.abs(f))  # quadratic model exact to rounding: full step, stop
+        t = np.ones(len(th))
+        todo = ~done
+        for _ in range(60):  # Armijo backtracking for the others
+            if not todo.any():
+                break
+            f_try = _logistic_objective(Xl[todo], Cl[todo], Yl[todo], Ml[todo], Dl[todo],
+                                        th[todo] - t[todo, None] * step[todo])
+            fine = f_try <= f[todo] - 1e-4 * t[todo] * dec[todo]
+            sub = np.flatnonzero(todo)
+            t[sub[~fine]] *= 0.5
+            todo[sub[fine]] = False
+        theta[live] = th - t[:, None] * step
+        live[np.flatnonzero(live)[done]] = False
+    warnings.warn(f"fold_in: Newton's method did not converge for {int(live.sum())} new user(s) in "
+                  f"{_NEWTON_STEPS} steps.", ConvergenceWarning, stacklevel=5)
+    return theta
+
+
+def _dual_cd(X, C, Y, mask, D):
+    """Hinge loss: dual coordinate descent to a projected gradient of at most ``_DCD_TOL``.
+    The batch is sorted by rating count, so the users with an l-th rating are a suffix."""
+    m, L, d = X.shape
+    Dinv = 1.0 / D
+    Q = np.einsum("mld,md->ml", X * X, Dinv)
+    alpha = np.zeros((m, L))
+    theta = np.zeros((m, d))
+    first = np.argmax(mask, axis=0)  # first user of the batch with an l-th rating
+    first[~mask.any(axis=0)] = m
+    for _ in range(_DCD_SWEEPS):
+        for l in range(L):
+            s = slice(int(first[l]), m)
+            x = X[s, l]
+            G = Y[s, l] * (C[s, l] + np.einsum("md,md->m", x, theta[s])) - 1.0
+            a = alpha[s, l].copy()
+            new = np.clip(a - G / Q[s, l], 0.0, 1.0)
+            alpha[s, l] = new
+            theta[s] += ((new - a) * Y[s, l])[:, None] * Dinv[s] * x
+        theta = Dinv * np.einsum("mld,ml->md", X, alpha * Y)  # exact, so rounding cannot pile up
+        G = Y * (C + np.einsum("mld,md->ml", X, theta)) - 1.0
+        PG = np.where(alpha <= 0.0, np.minimum(G, 0.0), np.where(alpha >= 1.0, np.maximum(G, 0.0), G))
+        if np.abs(PG[mask]).max(initial=0.0) <= _DCD_TOL:
+            return theta
+    warnings.warn(f"fold_in: dual coordinate descent did not reach a projected gradient of {_DCD_TOL:g} in "
+                  f"{_DCD_SWEEPS} sweeps (last {np.abs(PG[mask]).max():.3g}).", ConvergenceWarning, stacklevel=5)
+    return theta
+
+
+# ---------------------------------------------------------------------- update=True
+def _grow_model(model, new: FoldIn, users: pd.Index, where: np.ndarray, theta: np.ndarray, Z) -> None:
+    """Add the new users to the model: a column of the one-hot user block each (and of
+    the social block, where the design has one: their own friend columns, with zero
+    parameters), their extra rows, ratings and parameters. New arrays throughout, never
+    in place, so copies of the model stay as they were."""
+    m = model
+    dt = m.V_.dtype
+    meta = m._entity_meta
+    n, n_items, u_start = meta["n_users"], meta["n_items"], meta["u_start"]
+    n_grown = len(users)
+    fresh = n_grown - n
+    social = "social" in m.feature_blocks_
+    p = m.n_features_in_
+    s_width = n if social else 0
+    # every old column's new position: the user block grows by `fresh`, and so does the social block
+    col = np.arange(p)
+    moved = col + np.where(col < n, 0, np.where(col < u_start + s_width, fresh, fresh + (fresh if social else 0)))
+    p_grown = p + fresh * (2 if social else 1)
+    w = np.zeros(p_grown, dt)
+    V = np.zeros((p_grown, m.V_.shape[1]), dt)
+    w[moved], V[moved] = m.w_, m.V_
+    w[where], V[where] = theta[:, 0], theta[:, 1:]
+    ZU = m._entity_ZU
+    if ZU is not None:
+        old = ZU.tocoo()
+        keep = ~np.isin(old.row, where[where < n])
+        ocol = np.where(old.col >= s_width, old.col + (fresh if social else 0), old.col)
+        add = Z.tocoo()
+        ZU = sp.csr_matrix(
+            (np.concatenate([old.data[keep], add.data.astype(dt)]),
+             (np.concatenate([old.row[keep], where[add.row]]), np.concatenate([ocol[keep], add.col]))),
+            shape=(n_grown, ZU.shape[1] + (fresh if social else 0)), dtype=dt,
+        )
+        ZU.sort_indices()
+    blocks = {}
+    for name, (a, b) in m.feature_blocks_.items():
+        if name == "user":
+            blocks[name] = [0, n_grown]
+        elif name == "social":
+            blocks[name] = [a + fresh, a + fresh + n_grown]
+        else:
+            shift = fresh if a < u_start else fresh * (2 if social else 1)
+            blocks[name] = [a + shift, b + shift]
+    groups = getattr(m, "groups_", None)
+    if groups is not None:  # the new columns occur in no training row: the user block's group, a new one
+        grown = np.zeros(p_grown, groups.dtype)
+        grown[moved] = groups
+        grown[n:n_grown] = groups[0] if n else 0
+        if social:
+            grown[blocks["social"][0] + n : blocks["social"][1]] = groups.max(initial=0) + 1
+        m.groups_ = grown
+    m._seen = new.grown_seen(n_grown, where)
+    m.users_ = users
+    m._entity_ZU = ZU
+    m._entity_meta = {"n_users": n_grown, "n_items": n_items, "u_start": n_grown + n_items,
+                      "i_start": n_grown + n_items + (0 if ZU is None else ZU.shape[1])}
+    m.feature_blocks_ = blocks
+    m.n_features_in_ = p_grown
+    m.w_, m.V_ = w, V
+    m._refresh_parts()
