@@ -1,7 +1,8 @@
 """The data side of fold-in: new users' ratings and links in a fitted model's index space.
 
-Used by :meth:`socialals.als._ALSFamily.fold_in`; the maths (each new row solves the
-model's own user half-step) lives with the models. Policies, as in :mod:`socialals.data`:
+Used by :meth:`socialals.als._ALSFamily.fold_in` and
+:meth:`socialals.fm.FactorizationMachine.fold_in`; the maths (each new row solves the
+model's own user half-step, or the FM's row objective) lives with the models. Policies, as in :mod:`socialals.data`:
 duplicate (user, item) pairs are merged into their mean, ratings of items the model does
 not know and links to friends neither known nor new are dropped, each with one counted
 :class:`~socialals.DataWarning`; the caller's frames are never modified.

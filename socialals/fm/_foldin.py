@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from .._foldin import FoldIn, unique_links
-from ..exceptions import ConvergenceWarning, DataWarning, NotFittedError
+from ..exceptions import ConvergenceWarning, DataWarning
 from ._design import side_matrix, side_parts
 
 __all__ = ["fold_in"]
@@ -62,8 +62,6 @@ _BATCH_ELEMENTS = 1 << 21
 def fold_in(model, ratings, social, *, update: bool, user_features) -> pd.DataFrame:
     """See :meth:`FactorizationMachine.fold_in`."""
     model._check_fitted()
-    if model._entity is None:  # pragma: no cover - fit_matrix leaves no users_
-        raise NotFittedError("fold_in needs a FactorizationMachine fitted with fit() on a rating frame.")
     if not isinstance(update, (bool, np.bool_)):
         raise ValueError(f"The 'update' parameter of fold_in must be a bool; got {update!r}.")
     blocks = model.feature_blocks_

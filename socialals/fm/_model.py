@@ -114,6 +114,14 @@ class FactorizationMachine(FoldInMixin, BaseRecommender):
         ``"item"``, and when present ``"social"``, ``"user_features"``,
         ``"item_features"``).
 
+    New users need no refit: :meth:`fold_in` fits their own parameters (the weight and
+    factor row of their user column) by the objective above restricted to their ratings,
+    every other parameter fixed, with their friends' and side features in their design rows
+    as in :meth:`fit`: an exact ridge solve for the squared loss, Newton (IRLS) steps for the
+    logistic loss and dual coordinate descent for the hinge loss, each to convergence;
+    :meth:`recommend_new` recommends to them, and ``fold_in(..., update=True)`` adds them
+    to the model.
+
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
