@@ -303,3 +303,28 @@ def test_fold_in_bad_input(problem):
     hinge = fit_binary(problem, "hinge", reg=0.0)
     with pytest.raises(ValueError, match="reg_w > 0"):
         hinge.fold_in(pd.DataFrame({"user": ["q"], "item": [m.items_[0]], "rating": [1]}))
+
+
+def test_update_with_every_block_round_trips(problem, tmp_path):
+    ratings, social = problem
+    rng = np.random.default_rng(5)
+    uf = pd.DataFrame(rng.normal(size=(40, 2)), index=range(40))
+    itf = pd.DataFrame(rng.normal(size=(30, 3)), index=range(30))
+    m = FactorizationMachine(factors=3, reg=0.1, iterations=5, random_state=0).fit(
+        ratings, social, user_features=uf, item_features=itf)
+    pre = copy.deepcopy(m)
+    before = m.predict(ratings)
+    new, links, items, friends, weights = new_user(m, label=1000)
+    feats = pd.DataFrame([[0.5, -0.5]], index=[1000])
+    got = m.fold_in(new, links, update=True, user_features=feats)
+    np.testing.assert_allclose(m.predict(ratings), before, rtol=1e-12)
+    # brute force on the pre-update model: the item features are part of each row
+    X = design_rows(pre, items, friends, weights, features=[0.5, -0.5])
+    a, b = pre.feature_blocks_["item_features"]
+    X[:, a:b] = itf.loc[items].to_numpy()
+    pairs = pd.DataFrame({"user": 1000, "item": items})
+    np.testing.assert_allclose(m.predict(pairs), brute_yhat(pre, X, theta_of(got, 1000, 3)), rtol=1e-10)
+    assert m.feature_blocks_["item_features"] == [a + 2, b + 2]  # a user column and a social column more
+    loaded = load(m.save(tmp_path / "fm.npz"))
+    np.testing.assert_array_equal(loaded.predict(pairs), m.predict(pairs))
+    np.testing.assert_array_equal(loaded.predict(ratings), m.predict(ratings))

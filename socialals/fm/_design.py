@@ -39,12 +39,7 @@ def build_design(data: Dataset, social_features: bool, user_features, item_featu
     pos = n_users + n_items
     u_extra, i_extra = [], []
     if social_features and data.has_social:
-        S = data.social_matrix()
-        deg = np.asarray(S.sum(axis=1)).ravel()
-        inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
-        S = sp.csr_matrix(sp.diags(inv) @ S, dtype=dt)
-        S.eliminate_zeros()
-        u_extra.append(S)
+        u_extra.append(social_rows(data.social_matrix(), dt))
         blocks["social"] = slice(pos, pos + n_users)
         pos += n_users
     if user_features is not None:
@@ -94,6 +89,16 @@ def build_design(data: Dataset, social_features: bool, user_features, item_featu
         ZI=ZIx,
         meta={"n_users": int(n_users), "n_items": int(n_items), "u_start": int(u_start), "i_start": int(i_start)},
     )
+
+
+def social_rows(S: sp.csr_matrix, dt) -> sp.csr_matrix:
+    """The social block: each row of link weights ``S`` normalised to sum to 1 (rows
+    without links stay empty)."""
+    deg = np.asarray(S.sum(axis=1)).ravel()
+    inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+    out = sp.csr_matrix(sp.diags(inv) @ S, dtype=dt)
+    out.eliminate_zeros()
+    return out
 
 
 def _rating_rows(row_u, col_i, n_users, n_items, ZUx, ZIx, dt) -> sp.csr_matrix:

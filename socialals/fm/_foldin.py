@@ -48,7 +48,7 @@ from scipy.special import expit
 
 from .._foldin import FoldIn, unique_links
 from ..exceptions import ConvergenceWarning, DataWarning
-from ._design import side_matrix, side_parts
+from ._design import side_matrix, side_parts, social_rows
 
 __all__ = ["fold_in"]
 
@@ -70,15 +70,17 @@ def fold_in(model, ratings, social, *, update: bool, user_features) -> pd.DataFr
     y = _targets(model, new.R.data)
     users, where = new.grown_users()
     Z = _extra_rows(model, new, where, len(users), user_features)
-    we, Ve = _grown_extra_parameters(model, len(users) - len(model.users_))
+    grown = _Grown(model, len(users) - len(model.users_))
     k = model.V_.shape[1]
-    a0, p0 = side_parts(Z, np.zeros(new.n), np.zeros((new.n, k)), we, Ve)
+    extra = slice(grown.u_start, grown.u_start + (0 if Z is None else Z.shape[1]))
+    a0, p0 = side_parts(Z, np.zeros(new.n), np.zeros((new.n, k)), grown.w[extra].astype(np.float64),
+                        grown.V[extra].astype(np.float64))
     theta = _solve_rows(model, new.R, y, a0, p0)
     frame = pd.DataFrame(theta[:, 1:], index=pd.Index(new.labels, name=model.columns_.user),
                          columns=[f"factor_{f}" for f in range(k)])
     frame["bias"] = theta[:, 0]
     if update:
-        _grow_model(model, new, users, where, theta, Z)
+        grown.store(new, users, where, theta, Z)
     return frame
 
 
@@ -104,7 +106,7 @@ def _extra_rows(model, new: FoldIn, where: np.ndarray, n_grown: int, user_featur
     blocks, dt = model.feature_blocks_, model.V_.dtype
     parts = []
     if "social" in blocks:
-        parts.append(_social_rows(model, new, where, n_grown))
+        parts.append(_new_social_rows(model, new, where, n_grown))
     if "user_features" in blocks:
         width = blocks["user_features"][1] - blocks["user_features"][0]
         if user_features is None:  # every new user without a row: zeros, counted
@@ -118,7 +120,7 @@ def _extra_rows(model, new: FoldIn, where: np.ndarray, n_grown: int, user_featur
     return sp.hstack(parts, format="csr", dtype=dt) if parts else None
 
 
-def _social_rows(model, new: FoldIn, where: np.ndarray, n_grown: int) -> sp.csr_matrix:
+def _new_social_rows(model, new: FoldIn, where: np.ndarray, n_grown: int) -> sp.csr_matrix:
     """Each new user's out-links as in the fit: weights normalised to sum to 1, on the
     columns of its friends (known users, then the new ones, as in the grown model)."""
     S = sp.csr_matrix((new.n, n_grown), dtype=model.V_.dtype)
@@ -137,28 +139,7 @@ def _social_rows(model, new: FoldIn, where: np.ndarray, n_grown: int) -> sp.csr_
     mine = new.labels.get_indexer(dst)
     col = np.where(mine >= 0, where[np.maximum(mine, 0)], model.users_.get_indexer(dst))
     row, col, w = unique_links(row, col, w)
-    S = sp.csr_matrix((w.astype(np.float64), (row, col)), shape=(new.n, n_grown))
-    deg = np.asarray(S.sum(axis=1)).ravel()
-    inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
-    S = sp.csr_matrix(sp.diags(inv) @ S, dtype=model.V_.dtype)
-    S.eliminate_zeros()
-    return S
-
-
-def _grown_extra_parameters(model, n_fresh: int):
-    """``w``, ``V`` of the extra user-side columns (float64), with zero columns for the
-    fresh users' social features (they occur in no training row)."""
-    meta = model._entity_meta
-    ZU = model._entity_ZU
-    m = 0 if ZU is None else ZU.shape[1]
-    start = meta["u_start"]
-    we = model.w_[start : start + m].astype(np.float64)
-    Ve = model.V_[start : start + m].astype(np.float64)
-    if "social" in model.feature_blocks_ and n_fresh:
-        n = meta["n_users"]
-        we = np.concatenate([we[:n], np.zeros(n_fresh), we[n:]])
-        Ve = np.vstack([Ve[:n], np.zeros((n_fresh, Ve.shape[1])), Ve[n:]])
-    return we, Ve
+    return social_rows(sp.csr_matrix((w.astype(np.float64), (row, col)), shape=(new.n, n_grown)), model.V_.dtype)
 
 
 # ---------------------------------------------------------------------- the row solves
@@ -296,63 +277,72 @@ def _dual_cd(X, C, Y, mask, D):
 
 
 # ---------------------------------------------------------------------- update=True
-def _grow_model(model, new: FoldIn, users: pd.Index, where: np.ndarray, theta: np.ndarray, Z) -> None:
-    """Add the new users to the model: a column of the one-hot user block each (and of
-    the social block, where the design has one: their own friend columns, with zero
-    parameters), their extra rows, ratings and parameters. New arrays throughout, never
-    in place, so copies of the model stay as they were."""
-    m = model
-    dt = m.V_.dtype
-    meta = m._entity_meta
-    n, n_items, u_start = meta["n_users"], meta["n_items"], meta["u_start"]
-    n_grown = len(users)
-    fresh = n_grown - n
-    social = "social" in m.feature_blocks_
-    p = m.n_features_in_
-    s_width = n if social else 0
-    # every old column's new position: the user block grows by `fresh`, and so does the social block
-    col = np.arange(p)
-    moved = col + np.where(col < n, 0, np.where(col < u_start + s_width, fresh, fresh + (fresh if social else 0)))
-    p_grown = p + fresh * (2 if social else 1)
-    w = np.zeros(p_grown, dt)
-    V = np.zeros((p_grown, m.V_.shape[1]), dt)
-    w[moved], V[moved] = m.w_, m.V_
-    w[where], V[where] = theta[:, 0], theta[:, 1:]
-    ZU = m._entity_ZU
-    if ZU is not None:
-        old = ZU.tocoo()
-        keep = ~np.isin(old.row, where[where < n])
-        ocol = np.where(old.col >= s_width, old.col + (fresh if social else 0), old.col)
-        add = Z.tocoo()
-        ZU = sp.csr_matrix(
-            (np.concatenate([old.data[keep], add.data.astype(dt)]),
-             (np.concatenate([old.row[keep], where[add.row]]), np.concatenate([ocol[keep], add.col]))),
-            shape=(n_grown, ZU.shape[1] + (fresh if social else 0)), dtype=dt,
-        )
-        ZU.sort_indices()
-    blocks = {}
-    for name, (a, b) in m.feature_blocks_.items():
-        if name == "user":
-            blocks[name] = [0, n_grown]
-        elif name == "social":
-            blocks[name] = [a + fresh, a + fresh + n_grown]
-        else:
-            shift = fresh if a < u_start else fresh * (2 if social else 1)
-            blocks[name] = [a + shift, b + shift]
-    groups = getattr(m, "groups_", None)
-    if groups is not None:  # the new columns occur in no training row: the user block's group, a new one
-        grown = np.zeros(p_grown, groups.dtype)
-        grown[moved] = groups
-        grown[n:n_grown] = groups[0] if n else 0
-        if social:
-            grown[blocks["social"][0] + n : blocks["social"][1]] = groups.max(initial=0) + 1
-        m.groups_ = grown
-    m._seen = new.grown_seen(n_grown, where)
-    m.users_ = users
-    m._entity_ZU = ZU
-    m._entity_meta = {"n_users": n_grown, "n_items": n_items, "u_start": n_grown + n_items,
-                      "i_start": n_grown + n_items + (0 if ZU is None else ZU.shape[1])}
-    m.feature_blocks_ = blocks
-    m.n_features_in_ = p_grown
-    m.w_, m.V_ = w, V
-    m._refresh_parts()
+class _Grown:
+    """The model's parameters and layout with ``fresh`` more users: a column each in the
+    one-hot user block and, where the design has one, in the social block (their own
+    friend columns, with zero parameters: they occur in no training row)."""
+
+    def __init__(self, model, fresh: int):
+        self.model = model
+        meta = model._entity_meta
+        self.n, self.fresh = meta["n_users"], fresh
+        self.social = "social" in model.feature_blocks_
+        grow_social = fresh if self.social else 0
+        p = model.n_features_in_
+        col = np.arange(p)
+        old_u_start = meta["u_start"]
+        # every old column's new position: after the user block +fresh, after the social block +fresh again
+        self.moved = col + np.where(col < self.n, 0,
+                                    np.where(col < old_u_start + (self.n if self.social else 0), fresh, fresh + grow_social))
+        self.w = np.zeros(p + fresh + grow_social, model.w_.dtype)
+        self.V = np.zeros((p + fresh + grow_social, model.V_.shape[1]), model.V_.dtype)
+        self.w[self.moved], self.V[self.moved] = model.w_, model.V_
+        self.u_start = old_u_start + fresh
+        self.blocks = {}
+        for name, (a, b) in model.feature_blocks_.items():
+            if name == "user":
+                self.blocks[name] = [0, self.n + fresh]
+            elif name == "social":
+                self.blocks[name] = [a + fresh, a + fresh + self.n + fresh]
+            else:
+                shift = fresh if a < old_u_start else fresh + grow_social
+                self.blocks[name] = [a + shift, b + shift]
+
+    def store(self, new: FoldIn, users: pd.Index, where: np.ndarray, theta: np.ndarray, Z) -> None:
+        """Add the new users to the model: their columns, extra rows, ratings and
+        parameters ``theta``. New arrays throughout, never in place, so copies of the model
+        stay as they were."""
+        m, n, fresh, n_grown = self.model, self.n, self.fresh, len(users)
+        dt = m.V_.dtype
+        w, V = self.w, self.V
+        w[where], V[where] = theta[:, 0], theta[:, 1:]
+        ZU = m._entity_ZU
+        if ZU is not None:
+            old = ZU.tocoo()
+            keep = ~np.isin(old.row, where[where < n])  # known labels folded in again: their new row
+            s_width = n if self.social else 0
+            ocol = np.where(old.col >= s_width, old.col + (fresh if self.social else 0), old.col)
+            add = Z.tocoo()
+            ZU = sp.csr_matrix(
+                (np.concatenate([old.data[keep], add.data.astype(dt)]),
+                 (np.concatenate([old.row[keep], where[add.row]]), np.concatenate([ocol[keep], add.col]))),
+                shape=(n_grown, Z.shape[1]), dtype=dt,
+            )
+            ZU.sort_indices()
+        groups = getattr(m, "groups_", None)
+        if groups is not None:  # the new columns occur in no training row: the user block's group, a new one
+            grown = np.zeros(len(w), groups.dtype)
+            grown[self.moved] = groups
+            grown[n:n_grown] = groups[0] if n else 0
+            if self.social:
+                grown[self.blocks["social"][0] + n : self.blocks["social"][1]] = groups.max(initial=0) + 1
+            m.groups_ = grown
+        m._seen = new.grown_seen(n_grown, where)
+        m.users_ = users
+        m._entity_ZU = ZU
+        m._entity_meta = {"n_users": n_grown, "n_items": m._entity_meta["n_items"], "u_start": self.u_start,
+                          "i_start": self.u_start + (0 if ZU is None else ZU.shape[1])}
+        m.feature_blocks_ = self.blocks
+        m.n_features_in_ = len(w)
+        m.w_, m.V_ = w, V
+        m._refresh_parts()
