@@ -24,13 +24,18 @@ with the FM's own λ and penalty weight ``c_u = |R(u)|`` (``reg_scaling="frequen
   (k+1) x (k+1) system per user (``D = c_u diag(λ_w, λ_V, …)``; with a zero penalty the
   minimum-norm solution);
 * logistic loss: Newton's method (iteratively reweighted least squares) with an Armijo
-  backtracking line search, until the squared Newton decrement is at rounding level
-  (then one last full step; at most 100 steps);
+  backtracking line search (full steps once the squared Newton decrement is below 1e-8
+  of the objective), until that decrement is at rounding level (1e-20 of the objective;
+  at most 100 steps, else a ConvergenceWarning);
 * hinge loss: dual coordinate descent (Hsieh, Chang, Lin, Keerthi & Sundararajan, ICML
   2008, the L1-loss SVM solver of liblinear) on ``max_α Σ α_i (1 − y_i c_i) − ½ ‖Σ α_i
-  y_i x_i‖²_{D⁻¹}``, ``0 ≤ α_i ≤ 1``: cyclic exact one-variable steps until the largest
-  projected gradient is at most 1e-10; then ``θ = D⁻¹ Σ α_i y_i x_i`` (at most 20,000
-  sweeps, else a ConvergenceWarning).
+  y_i x_i‖²_{D⁻¹}``, ``0 ≤ α_i ≤ 1``, with ``θ = D⁻¹ Σ α_i y_i x_i``: cyclic exact
+  one-variable steps until the largest projected gradient is at most 1e-10. Once it is
+  below 1e-3 each sweep also tries an exact finish: with the ratings at α = 1 and the free
+  ones (0 < α < 1, margin exactly 1) taken from the current α, the free α solve a small
+  linear system, accepted only if every optimality condition then holds to 1e-10 (it
+  usually does after a few sweeps: linear convergence alone took 100-500 sweeps on
+  FilmTrust's heaviest users). At most 20,000 sweeps, else a ConvergenceWarning.
 
 Users are solved independently, in batches of similar rating counts. A new user without
 ratings keeps ``θ = 0`` (the penalty's minimiser, as a feature that never occurs in
@@ -55,6 +60,7 @@ __all__ = ["fold_in"]
 _NEWTON_STEPS = 100
 _DCD_SWEEPS = 20_000
 _DCD_TOL = 1e-10
+_POLISH_FROM = 1e-3  # projected gradient below which the exact finish is tried
 # padded (users x ratings x (k+1)) elements per batch
 _BATCH_ELEMENTS = 1 << 21
 
@@ -228,9 +234,10 @@ def _newton(X, C, Y, mask, D):
         step = np.linalg.solve(H, g[..., None])[..., 0]
         dec = np.einsum("md,md->m", g, step)  # squared Newton decrement
         f = _logistic_objective(Xl, Cl, Yl, Ml, Dl, th)
-        done = dec <= 1e-16 * np.maximum(1.0, np.abs(f))  # quadratic model exact to rounding: full step, stop
+        size = np.maximum(1.0, np.abs(f))
+        done = dec <= 1e-20 * size  # at rounding level: a last full step, stop
         t = np.ones(len(th))
-        todo = ~done
+        todo = dec > 1e-8 * size  # beyond that the quadratic model is exact enough for full steps
         for _ in range(60):  # Armijo backtracking for the others
             if not todo.any():
                 break
@@ -248,31 +255,64 @@ def _newton(X, C, Y, mask, D):
 
 
 def _dual_cd(X, C, Y, mask, D):
-    """Hinge loss: dual coordinate descent to a projected gradient of at most ``_DCD_TOL``.
-    The batch is sorted by rating count, so the users with an l-th rating are a suffix."""
-    m, L, d = X.shape
+    """Hinge loss: dual coordinate descent, each user until its largest projected gradient
+    is at most ``_DCD_TOL``, or until :func:`_polish` finds its exact solution. The batch
+    is sorted by rating count, so the users with an l-th rating are a suffix of it."""
+    m, _, d = X.shape
     Dinv = 1.0 / D
     Q = np.einsum("mld,md->ml", X * X, Dinv)
-    alpha = np.zeros((m, L))
-    theta = np.zeros((m, d))
-    first = np.argmax(mask, axis=0)  # first user of the batch with an l-th rating
-    first[~mask.any(axis=0)] = m
+    alpha = np.zeros(mask.shape)
+    out = np.zeros((m, d))
+    act = np.arange(m)  # users still iterating
     for _ in range(_DCD_SWEEPS):
-        for l in range(L):
-            s = slice(int(first[l]), m)
-            x = X[s, l]
-            G = Y[s, l] * (C[s, l] + np.einsum("md,md->m", x, theta[s])) - 1.0
-            a = alpha[s, l].copy()
-            new = np.clip(a - G / Q[s, l], 0.0, 1.0)
-            alpha[s, l] = new
-            theta[s] += ((new - a) * Y[s, l])[:, None] * Dinv[s] * x
-        theta = Dinv * np.einsum("mld,ml->md", X, alpha * Y)  # exact, so rounding cannot pile up
-        G = Y * (C + np.einsum("mld,md->ml", X, theta)) - 1.0
-        PG = np.where(alpha <= 0.0, np.minimum(G, 0.0), np.where(alpha >= 1.0, np.maximum(G, 0.0), G))
-        if np.abs(PG[mask]).max(initial=0.0) <= _DCD_TOL:
-            return theta
-    warnings.warn(f"fold_in: dual coordinate descent did not reach a projected gradient of {_DCD_TOL:g} in "
-                  f"{_DCD_SWEEPS} sweeps (last {np.abs(PG[mask]).max():.3g}).", ConvergenceWarning, stacklevel=5)
+        Xa, Ca, Ya, Ma, Qa, Di = X[act], C[act], Y[act], mask[act], Q[act], Dinv[act]
+        al, th = alpha[act], out[act]
+        n = len(act)
+        first = np.argmax(Ma, axis=0)
+        for l in np.flatnonzero(Ma.any(axis=0)):
+            s = slice(int(first[l]), n)
+            x = Xa[s, l]
+            G = Ya[s, l] * (Ca[s, l] + np.einsum("md,md->m", x, th[s])) - 1.0
+            old = al[s, l].copy()
+            new = np.clip(old - G / Qa[s, l], 0.0, 1.0)
+            al[s, l] = new
+            th[s] += ((new - old) * Ya[s, l])[:, None] * Di[s] * x
+        th = Di * np.einsum("mld,ml->md", Xa, al * Ya)  # exact, so rounding cannot pile up
+        G = Ya * (Ca + np.einsum("mld,md->ml", Xa, th)) - 1.0
+        PG = np.where(al <= 0.0, np.minimum(G, 0.0), np.where(al >= 1.0, np.maximum(G, 0.0), G))
+        worst = np.abs(PG * Ma).max(axis=1)
+        finished = worst <= _DCD_TOL
+        for j in np.flatnonzero(~finished & (worst <= _POLISH_FROM)):
+            exact = _polish(Xa[j], Ca[j], Ya[j], Ma[j], Di[j], al[j])
+            if exact is not None:
+                th[j], finished[j] = exact, True
+        alpha[act], out[act] = al, th
+        act = act[~finished]
+        if not len(act):
+            return out
+    warnings.warn(f"fold_in: dual coordinate descent did not reach a projected gradient of {_DCD_TOL:g} for "
+                  f"{len(act)} new user(s) in {_DCD_SWEEPS} sweeps (worst {worst.max():.3g}).",
+                  ConvergenceWarning, stacklevel=5)
+    return out
+
+
+def _polish(x, c, y, mask, dinv, alpha):
+    """The exact solution of one user's hinge problem if the current ``alpha`` has found
+    its bounds: with the ratings at α = 1 and the free ones (0 < α < 1, whose margin
+    must be exactly 1) fixed, the free α solve a small linear system. Returns θ when the
+    result satisfies every optimality condition (to ``_DCD_TOL``), else None."""
+    x, c, y, alpha = x[mask], c[mask], y[mask], alpha[mask]
+    upper, free = alpha >= 1.0, (alpha > 0.0) & (alpha < 1.0)
+    g = (y[upper, None] * x[upper]).sum(axis=0)
+    Xf = y[free, None] * x[free]
+    af = np.linalg.lstsq((Xf * dinv) @ Xf.T, 1.0 - y[free] * c[free] - (Xf * dinv) @ g, rcond=None)[0]
+    if (af < -_DCD_TOL).any() or (af > 1.0 + _DCD_TOL).any():
+        return None
+    theta = dinv * (g + Xf.T @ np.clip(af, 0.0, 1.0))
+    G = y * (c + x @ theta) - 1.0
+    lower = ~upper & ~free
+    if (G[lower] < -_DCD_TOL).any() or (G[upper] > _DCD_TOL).any() or (np.abs(G[free]) > _DCD_TOL).any():
+        return None
     return theta
 
 
