@@ -14,8 +14,9 @@ import pytest
 
 from socialals import DataWarning, NotFittedError, load
 from socialals.fm import FactorizationMachine
+from socialals.fm import _foldin as fm_foldin
 
-from conftest import planted_ratings, random_social
+from conftest import planted_ratings, random_social, require_dataset
 
 
 @pytest.fixture(scope="module")
@@ -144,17 +145,27 @@ def test_smooth_losses_zero_gradient_of_the_row_objective(problem, loss, scaling
 
 
 @pytest.mark.filterwarnings("error::socialals.ConvergenceWarning")
-def test_hinge_fold_in_is_optimal_in_every_direction(problem):
+@pytest.mark.parametrize("finish", ["exact finish", "coordinate descent alone"])
+def test_hinge_fold_in_is_optimal_in_every_direction(problem, finish, monkeypatch):
+    if finish != "exact finish":
+        monkeypatch.setattr(fm_foldin, "_POLISH_FROM", -1.0)
     m = fit_binary(problem, "hinge", reg=0.2)
     new, links, rows = several_new_users(m, labels=True)
     got = m.fold_in(new, links)
+    assert_hinge_optimal(m, got, rows)
+
+
+def assert_hinge_optimal(m, got, rows):
+    """No direction descends from the fold-in (finite differences of the brute-force row
+    objective), its subgradient holds 0 (KKT), and a point near it is seen not optimal."""
+    k = m.V_.shape[1]
     rng = np.random.default_rng(0)
-    directions = np.vstack([np.eye(4), -np.eye(4), rng.normal(size=(40, 4))])
+    directions = np.vstack([np.eye(k + 1), -np.eye(k + 1), rng.normal(size=(40, k + 1))])
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     eps = 1e-5
     n_on = 0
     for name, (X, y) in rows.items():
-        theta = theta_of(got, name, 3)
+        theta = theta_of(got, name, k)
         f = row_objective(m, X, y, theta)
         slopes = np.array([(row_objective(m, X, y, theta + eps * d) - f) / eps for d in directions])
         assert slopes.min() > -1e-6, name  # convex: no descent direction means a minimum
@@ -163,18 +174,52 @@ def test_hinge_fold_in_is_optimal_in_every_direction(problem):
         margin = y * brute_yhat(m, X, theta)
         on = np.abs(margin - 1.0) < 1e-7
         n_on += int(on.sum())
-        Xu = np.column_stack([np.ones(len(X)), X @ np.vstack([m.V_.astype(float), np.zeros((1, 3))])])
-        D = len(X) * np.full(4, m.reg)
+        Xu = np.column_stack([np.ones(len(X)), X @ np.vstack([m.V_.astype(float), np.zeros((1, k))])])
+        D = len(X) * np.full(k + 1, m.reg)
         rest = D * theta - ((margin < 1.0) & ~on) @ (y[:, None] * Xu)
         A = (y[on, None] * Xu[on]).T
         beta = np.linalg.lstsq(A, rest, rcond=None)[0] if on.any() else np.zeros(0)
         assert np.abs(A @ beta - rest).max() < 1e-7 * np.abs(D * theta).max(), name
         assert (beta > -1e-7).all() and (beta < 1 + 1e-7).all(), name
         # and a point near it is not optimal: some direction descends
-        moved = theta + np.r_[0.0, 1e-3, -1e-3, 0.0]
+        moved = theta + np.r_[0.0, 1e-3, -1e-3, np.zeros(k - 2)]
         f_m = row_objective(m, X, y, moved)
         assert min((row_objective(m, X, y, moved + eps * d) - f_m) / eps for d in directions) < -1e-4
     assert n_on  # the solutions sit on the hinge's kinks, where only the directional check applies
+
+
+@pytest.mark.filterwarnings("error::socialals.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::socialals.DataWarning")
+@pytest.mark.slow
+def test_heaviest_filmtrust_users_are_optimal_for_the_classification_losses():
+    import socialals
+
+    ratings, social = socialals.load_filmtrust(require_dataset("filmtrust"))
+    binary = ratings.assign(rating=(ratings["rating"] >= 3).astype(int))
+    heavy = binary["user"].value_counts().index[:3]
+    for loss in ("hinge", "logistic"):
+        m = FactorizationMachine(factors=4, loss=loss, reg=0.05, iterations=3, random_state=0).fit(binary, social)
+        frame, rows = [], {}
+        for j, u in enumerate(heavy):  # folded in as new users (labels unknown to the model)
+            mine = binary[binary["user"] == u]
+            friends = social.loc[social["user"] == u, "friend"]
+            friends = friends[friends.isin(m.users_)].unique()[:3]
+            label = 10**9 + j
+            frame.append(mine.assign(user=label))
+            rows[label] = (design_rows(m, list(mine["item"]), friends, np.ones(len(friends))),
+                           np.where(mine["rating"] == 1, 1.0, -1.0), friends)
+        links = pd.DataFrame({"user": [u for u in rows for _ in rows[u][2]],
+                              "friend": np.concatenate([rows[u][2] for u in rows])})
+        got = m.fold_in(pd.concat(frame), links)
+        rows = {u: rows[u][:2] for u in rows}
+        if loss == "hinge":
+            assert_hinge_optimal(m, got, rows)
+            continue
+        for u, (X, y) in rows.items():
+            theta, h = theta_of(got, u, 4), 1e-5
+            g = [(row_objective(m, X, y, theta + h * e) - row_objective(m, X, y, theta - h * e)) / (2 * h)
+                 for e in np.eye(5)]
+            assert np.abs(g).max() < 1e-6 * len(X)
 
 
 def test_a_training_user_is_reproduced_by_a_converged_fit(problem):
