@@ -345,6 +345,10 @@ def test_fold_in_bad_input(problem):
         m.fold_in(new.iloc[:1], update="yes")
     with pytest.raises(ValueError, match="without user features"):
         m.fold_in(new.iloc[:1], user_features=pd.DataFrame({"a": [1.0]}, index=["q"]))
+    damaged = copy.deepcopy(m)
+    damaged.feature_blocks_ = {"user": [0, 40], "item": [40, 70]}  # the social block left out
+    with pytest.raises(ValueError, match="feature_blocks_"):
+        damaged.fold_in(new.iloc[:1])
     hinge = fit_binary(problem, "hinge", reg=0.0)
     with pytest.raises(ValueError, match="reg_w > 0"):
         hinge.fold_in(pd.DataFrame({"user": ["q"], "item": [m.items_[0]], "rating": [1]}))

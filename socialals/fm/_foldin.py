@@ -70,9 +70,8 @@ def fold_in(model, ratings, social, *, update: bool, user_features) -> pd.DataFr
     model._check_fitted()
     if not isinstance(update, (bool, np.bool_)):
         raise ValueError(f"The 'update' parameter of fold_in must be a bool; got {update!r}.")
-    blocks = model.feature_blocks_
-    has_social = "social" in blocks
-    new = FoldIn(model, ratings, social if has_social else None)
+    _check_layout(model)
+    new = FoldIn(model, ratings, social if "social" in model.feature_blocks_ else None)
     y = _targets(model, new.R.data)
     users, where = new.grown_users()
     Z = _extra_rows(model, new, where, len(users), user_features)
@@ -88,6 +87,25 @@ def fold_in(model, ratings, social, *, update: bool, user_features) -> pd.DataFr
     if update:
         grown.store(new, users, where, theta, Z)
     return frame
+
+
+def _check_layout(model) -> None:
+    """``feature_blocks_`` must describe the design fold-in extends (a loaded file's blocks
+    are only checked to lie within the features)."""
+    meta, blocks = model._entity_meta, getattr(model, "feature_blocks_", None)
+    n, ni, u_start, i_start = meta["n_users"], meta["n_items"], meta["u_start"], meta["i_start"]
+    expect = {"user": [0, n], "item": [n, n + ni]}
+    pos = u_start
+    for name, width in (("social", n), ("user_features", None)):
+        if isinstance(blocks, dict) and name in blocks:
+            width = blocks[name][1] - blocks[name][0] if width is None else width
+            expect[name] = [pos, pos + width]
+            pos += width
+    if isinstance(blocks, dict) and "item_features" in blocks:
+        expect["item_features"] = [i_start, model.n_features_in_]
+    if blocks != expect or pos != i_start:
+        raise ValueError("fold_in: the model's feature_blocks_ do not describe its design matrix "
+                         f"(expected {expect}, got {blocks}); the model file is damaged.")
 
 
 def _targets(model, values: np.ndarray) -> np.ndarray:
