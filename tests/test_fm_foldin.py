@@ -26,12 +26,6 @@ def problem():
     return ratings, social
 
 
-def quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        return fn(*args, **kwargs)
-
-
 def design_rows(m, items, friends=(), weights=(), features=None):
     """Dense design rows (one per rated item) of a NEW user of ``m`` (fitted, not updated),
     with one extra last column for the user's own one-hot feature."""

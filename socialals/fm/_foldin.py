@@ -267,8 +267,9 @@ def _newton(X, C, Y, mask, D):
             todo[sub[fine]] = False
         theta[live] = th - t[:, None] * step
         live[np.flatnonzero(live)[done]] = False
-    warnings.warn(f"fold_in: Newton's method did not converge for {int(live.sum())} new user(s) in "
-                  f"{_NEWTON_STEPS} steps.", ConvergenceWarning, stacklevel=5)
+    if live.any():
+        warnings.warn(f"fold_in: Newton's method did not converge for {int(live.sum())} new user(s) in "
+                      f"{_NEWTON_STEPS} steps.", ConvergenceWarning, stacklevel=5)
     return theta
 
 
