@@ -1,7 +1,8 @@
 """The data side of fold-in: new users' ratings and links in a fitted model's index space.
 
-Used by :meth:`socialals.als._ALSFamily.fold_in`; the maths (each new row solves the
-model's own user half-step) lives with the models. Policies, as in :mod:`socialals.data`:
+Used by :meth:`socialals.als._ALSFamily.fold_in` and
+:meth:`socialals.fm.FactorizationMachine.fold_in`; the maths (each new row solves the
+model's own user half-step, or the FM's row objective) lives with the models. Policies, as in :mod:`socialals.data`:
 duplicate (user, item) pairs are merged into their mean, ratings of items the model does
 not know and links to friends neither known nor new are dropped, each with one counted
 :class:`~socialals.DataWarning`; the caller's frames are never modified.
@@ -26,7 +27,7 @@ from .data import _check_labels, _check_numeric, _require_frame
 from .exceptions import DataWarning
 from .social import edge_similarity, symmetric_weights
 
-__all__ = ["FoldIn", "FoldInMixin"]
+__all__ = ["FoldIn", "FoldInMixin", "unique_links"]
 
 
 class FoldIn:
@@ -109,40 +110,50 @@ class FoldIn:
             mine = self.labels.get_indexer(x)
             return np.where(mine >= 0, n_known + mine, model.users_.get_indexer(x))
 
-        a, b = pos(src), pos(dst)
-        pairs = pd.DataFrame({"a": a, "b": b}).duplicated().to_numpy()
-        if pairs.any():
-            warnings.warn(f"fold_in: dropped {int(pairs.sum())} duplicate link(s).", DataWarning, stacklevel=4)
-            a, b, w = a[~pairs], b[~pairs], w[~pairs]
+        a, b, w = unique_links(pos(src), pos(dst), w)
         if model.similarity is not None:
             R = sp.vstack([model._seen, self.R]).tocsr()
             w = w * edge_similarity(R, a, b, model.similarity)
         W = symmetric_weights(n_known + self.n, a, b, w)
         return W[n_known:].tocsr()
 
+    def grown_users(self) -> tuple[pd.Index, np.ndarray]:
+        """The model's user labels with the new ones appended, and each new user's row in
+        them (a label the model knows keeps its row)."""
+        m = self.model
+        pos = m.users_.get_indexer(self.labels)
+        fresh = pos < 0
+        where = np.where(fresh, len(m.users_) + np.cumsum(fresh) - 1, pos)
+        return m.users_.append(self.labels[fresh]), where
+
+    def grown_seen(self, n_users: int, where: np.ndarray) -> sp.csr_matrix:
+        """The model's training matrix with the new users' rows (at ``where``) replaced by
+        their fold-in ratings, ``n_users`` rows in all (a new matrix)."""
+        m = self.model
+        seen = m._seen.tocoo()
+        replaced = np.isin(seen.row, where[where < m._seen.shape[0]])
+        new = self.R.tocoo()
+        rows = np.concatenate([seen.row[~replaced], where[new.row]])
+        cols = np.concatenate([seen.col[~replaced], new.col])
+        vals = np.concatenate([seen.data[~replaced], new.data.astype(seen.data.dtype)])
+        out = sp.csr_matrix((vals, (rows, cols)), shape=(n_users, len(m.items_)))
+        out.sort_indices()
+        return out
+
     def update_model(self, U_new: np.ndarray, b_new: Optional[np.ndarray]) -> None:
         """Add the new users to the model (replacing rows of labels it knows); new arrays
         throughout, never in place, so copies of the model stay as they were."""
         m = self.model
-        pos = m.users_.get_indexer(self.labels)
-        old, fresh = pos >= 0, pos < 0
         n_before = len(m.users_)
-        users = m.users_.append(self.labels[fresh])
-        where = np.where(old, pos, n_before + np.cumsum(fresh) - 1)
-        U = np.vstack([m.user_factors_, np.zeros((int(fresh.sum()), U_new.shape[1]), m.user_factors_.dtype)])
+        users, where = self.grown_users()
+        n_fresh = len(users) - n_before
+        U = np.vstack([m.user_factors_, np.zeros((n_fresh, U_new.shape[1]), m.user_factors_.dtype)])
         U[where] = U_new
         if b_new is not None:
-            b = np.concatenate([m.user_bias_, np.zeros(int(fresh.sum()), m.user_bias_.dtype)])
+            b = np.concatenate([m.user_bias_, np.zeros(n_fresh, m.user_bias_.dtype)])
             b[where] = b_new
             m.user_bias_ = b
-        seen = m._seen.tocoo()
-        replaced = np.isin(seen.row, pos[old])
-        new = self.R.tocoo()
-        rows = np.concatenate([seen.row[~replaced], where[new.row]])
-        cols = np.concatenate([seen.col[~replaced], new.col])
-        vals = np.concatenate([seen.data[~replaced], new.data])
-        m._seen = sp.csr_matrix((vals, (rows, cols)), shape=(len(users), len(m.items_)))
-        m._seen.sort_indices()
+        m._seen = self.grown_seen(len(users), where)
         W = getattr(m, "social_weights_", None)
         if W is not None:  # the graph the model was fitted with, grown to the new size (no new links)
             grown = sp.csr_matrix((W.data, W.indices, W.indptr), shape=(n_before, len(users)))
@@ -150,6 +161,16 @@ class FoldIn:
             m.social_weights_ = W
         m.users_ = users
         m.user_factors_ = U
+
+
+def unique_links(a: np.ndarray, b: np.ndarray, w: np.ndarray):
+    """The links (a -> b, weight w) without repeats (the first kept, as in ``fit``), with a
+    counted DataWarning when some were dropped."""
+    pairs = pd.DataFrame({"a": a, "b": b}).duplicated().to_numpy()
+    if pairs.any():
+        warnings.warn(f"fold_in: dropped {int(pairs.sum())} duplicate link(s).", DataWarning, stacklevel=5)
+        a, b, w = a[~pairs], b[~pairs], w[~pairs]
+    return a, b, w
 
 
 class FoldInMixin:
@@ -219,12 +240,17 @@ class FoldInMixin:
             new.update_model(np.ascontiguousarray(X[:, :k]), X[:, k].copy() if self._uses_biases() else None)
         return frame
 
+    # keywords of recommend_new that go to fold_in rather than to recommend
+    _fold_in_keywords: tuple = ()
+
     def recommend_new(self, ratings: Optional[pd.DataFrame] = None, social: Optional[pd.DataFrame] = None,
                       n: int = 10, **kwargs) -> pd.DataFrame:
         """Top-``n`` items for new users, folded in (:meth:`fold_in`) without changing the
         model; their rated items are excluded. Returns ``recommend``'s frame; further
-        keywords go to :meth:`recommend`."""
+        keywords go to :meth:`recommend` (``user_features`` of the factorization machine
+        to its :meth:`fold_in`)."""
         self._check_fitted()
+        fold_kwargs = {key: kwargs.pop(key) for key in self._fold_in_keywords if key in kwargs}
         tmp = copy.copy(self)
-        labels = tmp.fold_in(ratings, social, update=True).index
+        labels = tmp.fold_in(ratings, social, update=True, **fold_kwargs).index
         return tmp.recommend(list(labels), n=n, **kwargs)

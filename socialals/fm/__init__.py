@@ -44,6 +44,7 @@ Layout
 * :mod:`socialals.fm._sgd` — the SGD solver (and its numpy reference epoch);
 * :mod:`socialals.fm._cd` — the coordinate-descent (ALS) solver and its column groups;
 * :mod:`socialals.fm._design` — the design matrix of a rating DataFrame;
+* :mod:`socialals.fm._foldin` — fold-in of new users (:meth:`FactorizationMachine.fold_in`);
 * :mod:`socialals.fm._kernels` — the compiled (numba) kernels of both solvers.
 
 Two ways in
@@ -64,6 +65,15 @@ Two ways in
   of users against all items with one matrix product and never builds a
   users x items design matrix. Social features multiply the design's non-zeros by about
   (2 + average out-degree) / 2, and the training time with them.
+
+New users
+---------
+:meth:`FactorizationMachine.fold_in` (and ``recommend_new``) fits a new user's own
+parameters, the weight and factor row of its user column, by the written objective
+restricted to that user's terms with every other parameter fixed (the model is affine in
+them, so for the squared loss this is a ridge system of size k+1); its friend and side
+features enter its design rows as in :meth:`~FactorizationMachine.fit`. See
+:mod:`socialals.fm._foldin`.
 """
 
 from ._model import FactorizationMachine

@@ -39,12 +39,7 @@ def build_design(data: Dataset, social_features: bool, user_features, item_featu
     pos = n_users + n_items
     u_extra, i_extra = [], []
     if social_features and data.has_social:
-        S = data.social_matrix()
-        deg = np.asarray(S.sum(axis=1)).ravel()
-        inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
-        S = sp.csr_matrix(sp.diags(inv) @ S, dtype=dt)
-        S.eliminate_zeros()
-        u_extra.append(S)
+        u_extra.append(social_rows(data.social_matrix(), dt))
         blocks["social"] = slice(pos, pos + n_users)
         pos += n_users
     if user_features is not None:
@@ -96,6 +91,16 @@ def build_design(data: Dataset, social_features: bool, user_features, item_featu
     )
 
 
+def social_rows(S: sp.csr_matrix, dt) -> sp.csr_matrix:
+    """The social block: each row of link weights ``S`` normalised to sum to 1 (rows
+    without links stay empty)."""
+    deg = np.asarray(S.sum(axis=1)).ravel()
+    inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+    out = sp.csr_matrix(sp.diags(inv) @ S, dtype=dt)
+    out.eliminate_zeros()
+    return out
+
+
 def _rating_rows(row_u, col_i, n_users, n_items, ZUx, ZIx, dt) -> sp.csr_matrix:
     """The design rows ``[one-hot u | one-hot i | ZU[u] | ZI[i]]`` of the rated pairs."""
     n = len(row_u)
@@ -113,7 +118,7 @@ def _rating_rows(row_u, col_i, n_users, n_items, ZUx, ZIx, dt) -> sp.csr_matrix:
     return X
 
 
-def side_matrix(frame, labels: pd.Index, name: str, dt) -> sp.csr_matrix:
+def side_matrix(frame, labels: pd.Index, name: str, dt, what: str = "known label(s)") -> sp.csr_matrix:
     """A side-feature frame indexed by label as a (len(labels), n_columns) matrix; labels
     without a row get zeros (with a DataWarning that counts them)."""
     if not isinstance(frame, pd.DataFrame):
@@ -133,7 +138,7 @@ def side_matrix(frame, labels: pd.Index, name: str, dt) -> sp.csr_matrix:
     missing = int((pos < 0).sum())
     if missing:
         warnings.warn(
-            f"{name}: {missing} of {len(labels)} known label(s) have no row; their features are 0.",
+            f"{name}: {missing} of {len(labels)} {what} have no row; their features are 0.",
             DataWarning,
             stacklevel=5,
         )
@@ -155,19 +160,23 @@ def entity_parts(ent: dict, w: np.ndarray, V: np.ndarray) -> list:
         (ent["ZU"], 0, ent["n_users"], ent["u_start"]),
         (ent["ZI"], ent["n_users"], ent["n_items"], ent["i_start"]),
     ):
-        a = w[lo : lo + n].copy()
-        P = V[lo : lo + n].copy()
-        if Zx is not None:
-            m = Zx.shape[1]
-            Ve, we = V[start : start + m], w[start : start + m]
-            Z = Zx.astype(np.float64)
-            Pe = Z @ Ve
-            Z2 = Z.multiply(Z).tocsr()
-            a += Z @ we + np.einsum("ij,ij->i", P, Pe)  # linear + (one-hot x extras)
-            a += 0.5 * (np.einsum("ij,ij->i", Pe, Pe) - Z2 @ np.einsum("ij,ij->i", Ve, Ve))  # extras x extras
-            P += Pe
-        out.extend([a, P])
+        m = 0 if Zx is None else Zx.shape[1]
+        out.extend(side_parts(Zx, w[lo : lo + n], V[lo : lo + n], w[start : start + m], V[start : start + m]))
     return out
+
+
+def side_parts(Zx, w1: np.ndarray, V1: np.ndarray, we: np.ndarray, Ve: np.ndarray) -> tuple:
+    """``(a, P)`` of one side's entities: one-hot parameters ``w1`` (n,), ``V1`` (n, k) and
+    extra columns ``Zx`` (n, m; None for none) with parameters ``we``, ``Ve`` (float64)."""
+    a, P = w1.copy(), V1.copy()
+    if Zx is not None:
+        Z = Zx.astype(np.float64)
+        Pe = Z @ Ve
+        Z2 = Z.multiply(Z).tocsr()
+        a += Z @ we + np.einsum("ij,ij->i", P, Pe)  # linear + (one-hot x extras)
+        a += 0.5 * (np.einsum("ij,ij->i", Pe, Pe) - Z2 @ np.einsum("ij,ij->i", Ve, Ve))  # extras x extras
+        P += Pe
+    return a, P
 
 
 def pair_rows(ent: dict, u: np.ndarray, i: np.ndarray, dt) -> sp.csr_matrix:

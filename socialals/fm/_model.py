@@ -14,11 +14,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
 
+from .._foldin import FoldInMixin
 from ..base import BaseRecommender, check_random_state
 from ..data import Columns, Dataset
 from ..exceptions import ConvergenceWarning, NotFittedError
 from ._cd import _check_groups, _detect_groups, fit_cd
 from ._design import build_design, entity_parts, pair_rows
+from ._foldin import fold_in as _fold_in
 from ._objective import LOSSES, _fm_decision
 from ._sgd import fit_sgd
 
@@ -29,7 +31,7 @@ _SCHEDULES = ("constant", "invscaling")
 _REG_SCALINGS = ("frequency", "none")
 
 
-class FactorizationMachine(BaseRecommender):
+class FactorizationMachine(FoldInMixin, BaseRecommender):
     """Degree-2 factorization machine with SGD or coordinate-wise ALS.
 
     See :mod:`socialals.fm` for the model and the exact objective, and its solver modules
@@ -111,6 +113,14 @@ class FactorizationMachine(BaseRecommender):
         After :meth:`fit` only: the column range of each design block (``"user"``,
         ``"item"``, and when present ``"social"``, ``"user_features"``,
         ``"item_features"``).
+
+    New users need no refit: :meth:`fold_in` fits their own parameters (the weight and
+    factor row of their user column) by the objective above restricted to their ratings,
+    every other parameter fixed, with their friends' and side features in their design rows
+    as in :meth:`fit`: an exact ridge solve for the squared loss, Newton (IRLS) steps for the
+    logistic loss and dual coordinate descent for the hinge loss, each to convergence;
+    :meth:`recommend_new` recommends to them, and ``fold_in(..., update=True)`` adds them
+    to the model.
 
     Examples
     --------
@@ -462,6 +472,55 @@ class FactorizationMachine(BaseRecommender):
         """Logistic loss only: (n, 2) probabilities of ``classes_`` for (user, item) pairs."""
         self._require_logistic()
         return self._proba(BaseRecommender.predict(self, pairs))
+
+    # ------------------------------------------------------------------ fold-in
+    _fold_in_keywords = ("user_features",)
+
+    def fold_in(self, ratings: Optional[pd.DataFrame] = None, social: Optional[pd.DataFrame] = None, *,
+                update: bool = False, user_features: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+        """Own parameters of new users, fitted with every other parameter held fixed.
+
+        A new user's own parameters are the weight ``w_u`` and factor row ``v_u`` of its
+        column of the one-hot user block; its friend and side features enter its design
+        rows exactly as in :meth:`fit` (their parameters, shared with other users, stay
+        fixed). They minimise the part of the written objective that involves them, with
+        the model's own λ and penalty weights: exactly for the squared loss (a ridge
+        system of size k+1 per user), by Newton's method (IRLS) for the logistic loss
+        and by dual coordinate descent for the hinge loss, each to convergence
+        (:mod:`socialals.fm._foldin` writes the row objective and the solvers out). A
+        user with no ratings keeps ``w_u = 0, v_u = 0`` and is scored from its friends'
+        and side features. The classification losses need ``reg_w > 0`` and ``reg_V > 0``.
+
+        Parameters
+        ----------
+        ratings : DataFrame, optional
+            The new users' ratings (labels for the classification losses, coded as in
+            ``fit``), columns as in ``fit``. A label the model already knows is folded in
+            afresh from these ratings (and links). Ratings of items the model does not
+            know are dropped with a :class:`~socialals.DataWarning`.
+        social : DataFrame, optional
+            Used when the model has social features: the new users' out-links (``user``
+            a new user, or a user unknown to the model: someone with friends and no
+            ratings yet), normalised as in ``fit``. Friends neither known nor new are
+            dropped with a ``DataWarning``, and so are links from known users to new ones
+            (a known user's features are not changed).
+        update : bool, default False
+            Also add the new users to the model (a column each in the user block and, with
+            social features, in the social block, with their parameters; known labels are
+            replaced), so that ``predict``, ``recommend`` and ``design_matrix`` know them
+            and ``save`` stores them.
+        user_features : DataFrame, optional
+            Side features of the new users (indexed by label, the columns of ``fit``'s
+            ``user_features``) for a model fitted with them; users without a row get zeros
+            (with a ``DataWarning``).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by the new users' labels; columns ``factor_0 … factor_{k-1}`` (``v_u``)
+            and ``bias`` (``w_u``).
+        """
+        return _fold_in(self, ratings, social, update=update, user_features=user_features)
 
     # ------------------------------------------------------------------ training
     def _train(self, X: sp.csr_matrix, y: np.ndarray, groups: Optional[np.ndarray], rng: np.random.Generator) -> None:
