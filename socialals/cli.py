@@ -194,6 +194,11 @@ def _data_key(args, key: str) -> str:
     return key if args.defaults is None else args.defaults
 
 
+def _settings_line(args, key: str, why: str) -> str:
+    """Which defaults are used and why (``load_data(explain=True)``'s reason, or ``--defaults``)."""
+    return f"settings: {key} ({why if args.defaults is None else 'chosen by --defaults'})"
+
+
 # ---------------------------------------------------------------------------- compare
 #: Metrics ``compare --metrics`` can compute (keys of :func:`socialals.evaluate` at k = 10).
 METRICS = (
@@ -391,7 +396,8 @@ def _cmd_compare(args) -> int:
             raise CLIError(f"--param: no model of {names} has the parameter(s) {stray}.")
     if args.output is not None:
         _check_writable("--output", args.output)
-    ratings, social, key = load_data(args.data, args.social, args.data_home, n_users=args.n_users, n_items=args.n_items)
+    ratings, social, key, why = load_data(args.data, args.social, args.data_home, n_users=args.n_users,
+                                          n_items=args.n_items, explain=True)
     key = _data_key(args, key)
     for name in names:  # fail on a bad setting before any work
         make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations,
@@ -401,6 +407,7 @@ def _cmd_compare(args) -> int:
     if "FactorizationMachine" not in available_models() and not args.models:
         print("note: the factorization machine (socialals.fm) is not installed; comparing the ALS models only.")
     print(f"{args.data}: {_summary(ratings, social)}")
+    print(_settings_line(args, key, why))
     print(f"{args.folds}-fold cross-validation, {args.factors} factors, seed {args.seed}, "
           f"hyperparameters: {key} {args.task} defaults")
     started = time.perf_counter()
@@ -428,11 +435,13 @@ def _cmd_fit(args) -> int:
     name = _resolve_model_name(args.model)
     overrides = _parse_params(args.param)
     out = _check_writable("--out", args.out)
-    ratings, social, key = load_data(args.data, args.social, args.data_home, n_users=args.n_users, n_items=args.n_items)
+    ratings, social, key, why = load_data(args.data, args.social, args.data_home, n_users=args.n_users,
+                                          n_items=args.n_items, explain=True)
     key = _data_key(args, key)
     model = make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations, overrides=overrides,
                        task=args.task)
     print(f"{args.data}: {_summary(ratings, social)}")
+    print(_settings_line(args, key, why))
     if social is None and name == "SocialALS":
         print("note: these data have no social graph: SocialALS fits as RegularizedALS.")
     started = time.perf_counter()

@@ -58,10 +58,15 @@ from .synthetic import make_social_ratings
 __all__ = [
     "ChecksumError",
     "DownloadError",
+    "Identification",
+    "KNOWN_FILES",
+    "KnownFile",
     "REGISTRY",
     "RemoteArchive",
     "fetch",
+    "file_sha256",
     "get_data_home",
+    "identify_files",
     "load_ciao",
     "load_epinions",
     "load_filmtrust",
@@ -156,6 +161,115 @@ REGISTRY = {
         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
     ),
 }
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """One file of a published data set release, recognised by its content.
+
+    Parameters
+    ----------
+    name : str
+        The file's name in the release (``ratings.txt``).
+    size : int
+        Its size in bytes (files of another size are not hashed at all).
+    sha256 : str
+        Its SHA-256 (lower-case hex).
+    """
+
+    name: str
+    size: int
+    sha256: str
+
+
+#: The files of the published releases, by data set: the ratings file and the trust file,
+#: in that order. A local copy whose two files have these contents *is* that data set,
+#: whatever its folder or files are called, so its tuned defaults apply
+#: (:func:`identify_files`). Measured on the copies the defaults were tuned on (the
+#: project's ``shared/datasets``). Only data sets with tuned defaults are listed.
+KNOWN_FILES = {
+    "filmtrust": (
+        KnownFile("ratings.txt", 376445, "241167424e24d588e8871d68641e94ead98d5b3a4f0db01ef3181a74ad35e7a1"),
+        KnownFile("trust.txt", 19611, "64573a033add72b988a0fb140fdbc0ad3464cb9821f940007aff6fda44b09603"),
+    ),
+    "ciao": (
+        KnownFile("rating.mat", 1084296, "aa793568686285a93286ba9e56954fcce347370ad2e58c785760362ab12d2c2c"),
+        KnownFile("trustnetwork.mat", 204371, "0a8963ed22e6b534ce8d14e478f54ce0af6f5a3440a67ed5a35e62486580ce3a"),
+    ),
+}
+
+
+def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """The SHA-256 of a file (lower-case hex), read once in chunks of ``chunk_size`` bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Identification:
+    """A local copy of a published data set, recognised by :func:`identify_files`.
+
+    ``name`` is the data set's key (``"filmtrust"``); ``digests`` pairs each file read
+    (as named in the release) with its SHA-256.
+    """
+
+    name: str
+    digests: Tuple[Tuple[str, str], ...]
+
+    def describe(self, digits: int = 12) -> str:
+        """``"ratings.txt sha256 241167424e24..., trust.txt sha256 64573a033add..."``."""
+        return ", ".join(f"{name} sha256 {digest[:digits]}..." for name, digest in self.digests)
+
+
+def identify_files(ratings: PathLike, social: Optional[PathLike]) -> Optional[Identification]:
+    """Which published data set a ratings file and a trust file are, by their content.
+
+    A file is hashed only when its size is that of a known file, and then read once
+    (:func:`file_sha256`); both files must match the same data set of
+    :data:`KNOWN_FILES`. Names do not matter: a renamed copy is recognised, a copy with
+    one changed byte is not.
+
+    Parameters
+    ----------
+    ratings, social : str or path-like
+        The ratings file and the trust file (``social=None`` recognises nothing: every
+        known data set has a trust graph).
+
+    Returns
+    -------
+    Identification or None
+        None when the files are not those of a known release (or cannot be read).
+
+    Examples
+    --------
+    >>> from socialals.datasets import identify_files
+    >>> found = identify_files("copy/ratings.txt", "copy/trust.txt")  # doctest: +SKIP
+    >>> found.name  # doctest: +SKIP
+    'filmtrust'
+    """
+    if social is None:
+        return None
+    paths = (Path(ratings), Path(social))
+    try:
+        sizes = [path.stat().st_size for path in paths]
+    except OSError:
+        return None
+    digests: dict = {}
+    for name, known in KNOWN_FILES.items():
+        if [k.size for k in known] != sizes:
+            continue
+        try:
+            found = [digests.setdefault(path, file_sha256(path)) for path in paths]
+        except OSError:
+            return None
+        if found == [k.sha256 for k in known]:
+            return Identification(name, tuple((k.name, d) for k, d in zip(known, found)))
+    return None
 
 
 # ---------------------------------------------------------------------------

@@ -304,6 +304,7 @@ def load_data(
     *,
     n_users: Optional[int] = None,
     n_items: Optional[int] = None,
+    explain: bool = False,
 ):
     """Ratings and social frames for a data specification (the command line's ``--data``).
 
@@ -323,6 +324,8 @@ def load_data(
         ``~/socialals_data``).
     n_users, n_items : int, optional
         Size of the synthetic data.
+    explain : bool, default False
+        Also return why ``key`` was chosen.
 
     Returns
     -------
@@ -330,7 +333,14 @@ def load_data(
     social : DataFrame or None
     key : str
         The data set name whose tuned defaults apply (:mod:`socialals._defaults`), or
-        ``"generic"``.
+        ``"generic"``. Local files are recognised by their content
+        (:func:`socialals.datasets.identify_files`): a copy of FilmTrust or Ciao in a
+        folder of any name, or as a ratings file with ``social``, gets that data set's
+        settings; a folder called like a data set gets that data set's settings too.
+    reason : str
+        Only with ``explain=True``: how ``key`` was chosen, e.g. ``"recognised by
+        content: ratings.txt sha256 241167424e24..., trust.txt sha256 64573a033add..."`` or
+        ``"data not recognised"``.
 
     Raises
     ------
@@ -342,7 +352,24 @@ def load_data(
     >>> ratings, social, key = load_data("synthetic", n_users=50, n_items=20)
     >>> key, list(social.columns)
     ('synthetic', ['user', 'friend', 'weight'])
+    >>> load_data("synthetic", n_users=50, n_items=20, explain=True)[3]
+    'the built-in synthetic data'
     """
+    loaded = _load_data(spec, social, data_home, n_users, n_items)
+    return loaded if explain else loaded[:3]
+
+
+_NOT_RECOGNISED = "data not recognised"
+
+
+def _by_content(found, fallback: str, why_fallback: str) -> Tuple[str, str]:
+    """(key, reason) from :func:`~socialals.datasets.identify_files`'s answer."""
+    if found is not None and found.name in DEFAULTS:
+        return found.name, f"recognised by content: {found.describe()}"
+    return fallback, why_fallback
+
+
+def _load_data(spec, social, data_home, n_users, n_items):
     from . import datasets
 
     path = Path(spec).expanduser()
@@ -351,7 +378,7 @@ def load_data(
     if spec == "synthetic" and not path.exists():
         sizes = {k: v for k, v in (("n_users", n_users), ("n_items", n_items)) if v is not None}
         ratings, graph = datasets.make_social_ratings(random_state=0, **sizes)
-        return ratings, graph, "synthetic"
+        return ratings, graph, "synthetic", "the built-in synthetic data"
     if path.is_dir():
         layout = _folder_layout(path)
         if layout is None:
@@ -363,11 +390,16 @@ def load_data(
         name = path.resolve().name
         label = _LABELS.get(name.lower(), name)
         if kind == "filmtrust":
+            files = (folder / "ratings.txt", folder / "trust.txt")
             ratings, graph = datasets._read_filmtrust(folder, label)
         else:
+            files = (folder / "rating.mat", folder / "trustnetwork.mat")
             ratings, graph = datasets._read_tang(folder, label)
         # A data-set name that is also a folder here reads the folder, with that data set's defaults.
-        return ratings, graph, spec if spec in DATASETS and spec in DEFAULTS else "generic"
+        named = spec in DATASETS and spec in DEFAULTS
+        fallback = (spec, f"the folder is called {spec!r}; its files are not the published ones") if named \
+            else ("generic", _NOT_RECOGNISED)
+        return (ratings, graph, *_by_content(datasets.identify_files(*files), *fallback))
     loaders = {
         "filmtrust": datasets.load_filmtrust,
         "ciao": datasets.load_ciao,
@@ -377,11 +409,13 @@ def load_data(
     }
     if spec in loaders and not path.is_file():
         ratings, graph = loaders[spec](data_home=data_home)
-        return ratings, graph, spec if spec in DEFAULTS else "generic"
+        if spec in DEFAULTS:
+            return ratings, graph, spec, f"the {spec} data set (downloaded)"
+        return ratings, graph, "generic", f"no tuned settings for {spec}"
     if path.is_file():
         ratings = read_ratings(path)
         graph = read_social(social) if social is not None else None
-        return ratings, graph, "generic"
+        return (ratings, graph, *_by_content(datasets.identify_files(path, social), "generic", _NOT_RECOGNISED))
     raise InputError(
         f"--data {spec!r} is neither a known data set ({', '.join(DATASETS)}) nor an existing file or folder."
     )
