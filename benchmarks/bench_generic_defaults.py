@@ -18,7 +18,7 @@ in turn:
    ``cold_start_rmse`` of ``socialals compare``).
 3. **Choice from a set of data sets** (:func:`choose`): RegularizedALS: the (candidate,
    iterations) with the smallest mean relative RMSE (RMSE / the set's best candidate)
-   over those sets. SocialALS: the same, among the candidates that keep *the rule* on
+   over those sets, at the fewest iterations within ``ITER_TOL`` (0.001) of its best. SocialALS: the same, among the candidates that keep *the rule* on
    every one of those sets (validation RMSE and cold-start RMSE no higher than the chosen
    RegularizedALS's); if none does, the chosen RegularizedALS setting with ``alpha`` 0
    (the safe form: the social term off).
@@ -28,8 +28,10 @@ in turn:
    and that set's tuned rows. The rule holds on a set when generic SocialALS's RMSE and
    cold-start RMSE are no higher than generic RegularizedALS's.
 5. **Shipped rows**: chosen from all three sets the same way, then checked by 5-fold CV
-   on each set; if the rule fails anywhere, ``alpha`` is lowered step by step
-   (``FALLBACK_ALPHAS``, down to 0) until it holds everywhere, and the table says so.
+   on each set. When no social candidate kept the rule in-sample, the social variant of
+   the chosen RegularizedALS setting that came closest is tried instead, and whenever the
+   rule fails on some set ``alpha`` is lowered step by step (``FALLBACK_ALPHAS``, down to
+   0, the social term off) until it holds everywhere; every step is printed.
 
 Usage::
 
@@ -60,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 import socialals  # noqa: E402
 from socialals import KFold, cross_validate  # noqa: E402
-from socialals._defaults import DEFAULTS  # noqa: E402
+from socialals._defaults import DEFAULTS, RANKING_DEFAULTS  # noqa: E402
 from socialals.model_selection import cold_start_groups  # noqa: E402
 
 SHARED = Path(os.environ.get("SOCIALALS_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -71,7 +73,8 @@ SEED = 0
 CHOOSE_FOLDS = 3
 TABLE_FOLDS = 5
 CHECKPOINTS = (5, 10, 15, 25)
-FALLBACK_ALPHAS = (1.0, 0.3, 0.1, 0.03, 0.0)
+ITER_TOL = 0.001  # as benchmarks/tune.py's --iter-tol, on the mean relative score
+FALLBACK_ALPHAS = (10.0, 5.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.0)
 
 _TECH = ("iterations",)
 
@@ -160,18 +163,58 @@ def _curve(model_name, params, train, valid, social):
     return out
 
 
-def choosing_scores(data: str, jobs: int) -> pd.DataFrame:
-    """Mean validation RMSE and cold-start RMSE of every candidate at every checkpoint."""
+#: Per task: the metric, its cold-start twin, whether lower is better, the 5-fold table's
+#: baseline, and ``evaluate``'s column names.
+TASKS = {
+    "rating": {"metric": "rmse", "cold": "cold_rmse", "lower": True, "baseline": "global mean",
+               "columns": ("rmse", "cold_start_rmse")},
+    "ranking": {"metric": "ndcg", "cold": "cold_ndcg", "lower": False, "baseline": "Popularity",
+                "columns": ("ndcg_at_10", "cold_start_ndcg_at_10")},
+}
+
+#: Ranking candidates (``--task ranking``): the missing-data settings every tuned ranking
+#: row shares (``_RANKING_BASE``), reg from the tuned rows, alpha from bench_ranking's grid.
+RANKING_BASE = {"unobserved_weight": 0.1, "unobserved_rating": -1.0}
+RANKING_REGS = (5.0, 10.0, 20.0)
+RANKING_ALPHAS = (1.0, 5.0, 20.0)
+RANKING_ITERATIONS = 15
+
+
+def ranking_candidates() -> list:
+    regs = [("RegularizedALS", {"reg": reg, **RANKING_BASE}) for reg in RANKING_REGS]
+    return regs + [("SocialALS", {**p, "alpha": a}) for _, p in regs for a in RANKING_ALPHAS]
+
+
+def choosing_scores(data: str, jobs: int, task: str = "rating") -> pd.DataFrame:
+    """Mean validation scores (all users, cold-start users) of every candidate.
+
+    Rating: RMSE at every checkpoint of one fit per fold. Ranking: NDCG@10 by
+    :func:`cross_validate` (``ranking=True``) at ``RANKING_ITERATIONS``.
+    """
     from joblib import Parallel, delayed
 
     ratings, social = load(data)
+    started = time.perf_counter()
+    rows = []
+    if task == "ranking":
+        cands = ranking_candidates()
+        for model, params in cands:
+            est = getattr(socialals, model)(factors=FACTORS, random_state=SEED, n_jobs=1,
+                                            iterations=RANKING_ITERATIONS, **params)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                cv = cross_validate(est, ratings, social, cv=CHOOSE_FOLDS, random_state=SEED, n_jobs=jobs,
+                                    ranking=True, k=10)
+            rows.append({"data": data, "model": model, "params": _key(params), "iterations": RANKING_ITERATIONS,
+                         "ndcg": cv.loc["mean", "ndcg_at_10"], "cold_ndcg": cv.loc["mean", "cold_start_ndcg_at_10"]})
+        print(f"  {data}: {len(cands)} candidates x {CHOOSE_FOLDS} folds in {time.perf_counter() - started:.0f} s",
+              flush=True)
+        return pd.DataFrame(rows)
     folds = list(KFold(n_splits=CHOOSE_FOLDS, shuffle=True, random_state=SEED).split(ratings))
     cands = [("RegularizedALS", p) for p in reg_candidates()] + [("SocialALS", p) for p in social_candidates()]
-    started = time.perf_counter()
     outs = Parallel(n_jobs=jobs)(
         delayed(_curve)(m, p, ratings.iloc[tr], ratings.iloc[va], social) for m, p in cands for tr, va in folds
     )
-    rows = []
     for c, (model, params) in enumerate(cands):
         per_fold = outs[c * len(folds):(c + 1) * len(folds)]
         for t in CHECKPOINTS:
@@ -184,36 +227,70 @@ def choosing_scores(data: str, jobs: int) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ choice
-def choose(scores: pd.DataFrame, sets) -> dict:
-    """Generic RegularizedALS and SocialALS settings chosen from the data sets ``sets``."""
+def _no_worse(social, reg, lower: bool):
+    return social <= reg if lower else social >= reg
+
+
+def _fewest_iterations(mean: pd.DataFrame) -> pd.Series:
+    """The best row of ``mean`` by mean relative score, at the fewest iterations whose
+    mean relative score is within ``ITER_TOL`` of it (fit time grows with iterations)."""
+    best = mean.sort_values(["rel", "iterations"]).iloc[0]
+    same = mean[(mean["params"] == best["params"]) & (mean["rel"] <= best["rel"] + ITER_TOL)]
+    return same.sort_values("iterations").iloc[0]
+
+
+def choose(scores: pd.DataFrame, sets, task: str = "rating") -> dict:
+    """Generic RegularizedALS and SocialALS settings chosen from the data sets ``sets``.
+
+    The relative score of a (candidate, iterations) on a set is its score over the set's
+    best candidate of its class (inverted when higher is better, so 1 is best and larger
+    is worse); the choice minimises its mean over ``sets``.
+    """
+    metric, cold, lower = TASKS[task]["metric"], TASKS[task]["cold"], TASKS[task]["lower"]
     part = scores[scores["data"].isin(sets)].copy()
-    part["rel"] = part["rmse"] / part.groupby(["data", "model"])["rmse"].transform("min")
+    by = part.groupby(["data", "model"])[metric]
+    part["rel"] = part[metric] / by.transform("min") if lower else by.transform("max") / part[metric]
     mean = part.groupby(["model", "params", "iterations"])[["rel"]].mean().reset_index()
-    reg = mean[mean["model"] == "RegularizedALS"].sort_values(["rel", "iterations"]).iloc[0]
+    reg = _fewest_iterations(mean[mean["model"] == "RegularizedALS"])
     reg_scores = part[(part["model"] == "RegularizedALS") & (part["params"] == reg["params"])
                       & (part["iterations"] == reg["iterations"])].set_index("data")
-    social = part[part["model"] == "SocialALS"].join(reg_scores[["rmse", "cold_rmse"]], on="data", rsuffix="_reg")
-    social["keeps"] = (social["rmse"] <= social["rmse_reg"]) & (social["cold_rmse"] <= social["cold_rmse_reg"])
+    social = part[part["model"] == "SocialALS"].merge(
+        reg_scores[[metric, cold]].add_suffix("_reg"), left_on="data", right_index=True)
+    social["keeps"] = (_no_worse(social[metric], social[f"{metric}_reg"], lower)
+                       & _no_worse(social[cold], social[f"{cold}_reg"], lower))
     keeps = social.groupby(["params", "iterations"])["keeps"].all()
     ok = mean[(mean["model"] == "SocialALS")
               & np.array([bool(keeps.get((p, t), False)) for p, t in zip(mean["params"], mean["iterations"])])]
     reg_params = {**json.loads(reg["params"]), "iterations": int(reg["iterations"])}
     out = {"RegularizedALS": reg_params, "reg_rel": float(reg["rel"]), "n_keep": len(ok)}
     if len(ok):
-        best = ok.sort_values(["rel", "iterations"]).iloc[0]
+        best = _fewest_iterations(ok)
         out["SocialALS"] = {**json.loads(best["params"]), "iterations": int(best["iterations"])}
         out["social_rel"] = float(best["rel"])
-        out["social_how"] = "best mean relative RMSE among the candidates keeping the rule in-sample"
+        out["social_how"] = f"best mean relative {metric} among the candidates keeping the rule in-sample"
     else:
-        out["SocialALS"] = {**reg_params, "alpha": 0.0, "similarity": None}
+        out["SocialALS"] = {**reg_params, "alpha": 0.0}
         out["social_how"] = "no candidate kept the rule in-sample: safe form (alpha 0)"
+        # the social variant of the chosen base that came closest to keeping the rule: the
+        # start of the shipped rows' fallback (smaller alphas, checked by 5-fold CV)
+        base = json.loads(reg["params"])
+        sign = 1 if lower else -1  # worst = the largest loss against RegularizedALS, all or cold-start
+        social["worst"] = np.maximum(sign * (social[metric] - social[f"{metric}_reg"]),
+                                     sign * (social[cold] - social[f"{cold}_reg"]))
+        on_base = social[[{k: v for k, v in json.loads(p).items() if k not in ("alpha", "similarity")} == base
+                          for p in social["params"]]]
+        on_base = on_base[on_base["iterations"] == reg["iterations"]]
+        if len(on_base):
+            worst = on_base.groupby("params")["worst"].max().sort_values()
+            out["nearest"] = {**json.loads(worst.index[0]), "iterations": int(reg["iterations"])}
+            out["nearest_worst"] = float(worst.iloc[0])
     return out
 
 
 # ------------------------------------------------------------------ 5-fold table
-def five_fold(data: str, model_name: str, params: dict, cache: dict) -> tuple:
-    """(RMSE, cold-start RMSE) by 5-fold CV, the folds and metrics of ``socialals compare``."""
-    key = (data, model_name, _key(params))
+def five_fold(data: str, model_name: str, params: dict, cache: dict, task: str = "rating") -> tuple:
+    """(score, cold-start score) by 5-fold CV, the folds and metrics of ``socialals compare``."""
+    key = (task, data, model_name, _key(params))
     if key not in cache:
         ratings, social = load(data)
         if model_name == "global mean":
@@ -226,109 +303,135 @@ def five_fold(data: str, model_name: str, params: dict, cache: dict) -> tuple:
                 cold_errs.append(_rmse(err[cold]))
             cache[key] = (float(np.mean(errs)), float(np.mean(cold_errs)))
         else:
-            model = getattr(socialals, model_name)(factors=FACTORS, random_state=SEED, n_jobs=1, **params)
+            cls = getattr(socialals, model_name)
+            extra = {"factors": FACTORS, "random_state": SEED, "n_jobs": 1} if model_name != "Popularity" else {}
+            model = cls(**extra, **params)
+            ranking = task == "ranking"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                cv = cross_validate(model, ratings, social, cv=TABLE_FOLDS, random_state=SEED, ranking=False)
-            cache[key] = (float(cv.loc["mean", "rmse"]), float(cv.loc["mean", "cold_start_rmse"]))
+                cv = cross_validate(model, ratings, social, cv=TABLE_FOLDS, random_state=SEED, ranking=ranking,
+                                    **({"k": 10} if ranking else {}))
+            all_col, cold_col = TASKS[task]["columns"]
+            cache[key] = (float(cv.loc["mean", all_col]), float(cv.loc["mean", cold_col]))
     return cache[key]
 
 
-def _holds(reg: tuple, soc: tuple) -> bool:
-    return soc[0] <= reg[0] and soc[1] <= reg[1]
+def _holds(reg: tuple, soc: tuple, task: str = "rating") -> bool:
+    lower = TASKS[task]["lower"]
+    return bool(_no_worse(soc[0], reg[0], lower) and _no_worse(soc[1], reg[1], lower))
 
 
 def _fmt(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def table_for(data: str, chosen: dict, cache: dict, label: str) -> list:
-    rows = [("global mean", {}, "global mean"),
-            ("tuned RegularizedALS", DEFAULTS[data]["RegularizedALS"], "RegularizedALS"),
-            ("tuned SocialALS", DEFAULTS[data]["SocialALS"], "SocialALS"),
-            ("old generic RegularizedALS", DEFAULTS["generic"]["RegularizedALS"], "RegularizedALS"),
-            ("old generic SocialALS", DEFAULTS["generic"]["SocialALS"], "SocialALS"),
+def table_for(data: str, chosen: dict, cache: dict, label: str, task: str = "rating") -> list:
+    tuned = DEFAULTS if task == "rating" else RANKING_DEFAULTS
+    base = TASKS[task]["baseline"]
+    rows = [(base, {}, base),
+            ("tuned RegularizedALS", tuned[data]["RegularizedALS"], "RegularizedALS"),
+            ("tuned SocialALS", tuned[data]["SocialALS"], "SocialALS"),
+            ("old generic RegularizedALS", tuned["generic"]["RegularizedALS"], "RegularizedALS"),
+            ("old generic SocialALS", tuned["generic"]["SocialALS"], "SocialALS"),
             (f"{label} RegularizedALS", chosen["RegularizedALS"], "RegularizedALS"),
             (f"{label} SocialALS", chosen["SocialALS"], "SocialALS")]
+    metric, cold = TASKS[task]["metric"], TASKS[task]["cold"]
     out = []
     for name, params, model in rows:
-        rmse, cold = five_fold(data, model, params, cache)
-        out.append({"data": data, "row": name, "rmse": rmse, "cold_rmse": cold, "params": _fmt(params)})
+        score, cold_score = five_fold(data, model, params, cache, task)
+        out.append({"data": data, "row": name, metric: score, cold: cold_score, "params": _fmt(params)})
     return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=list(TASKS), default="rating")
     parser.add_argument("--jobs", type=int, default=2, help="parallel fits while computing the choosing scores")
-    parser.add_argument("--reuse", action="store_true", help=f"read the choosing scores from {SCORES.name}")
+    parser.add_argument("--reuse", action="store_true", help="read the saved choosing scores")
     args = parser.parse_args(argv)
+    task = args.task
+    metric, cold_name = TASKS[task]["metric"], TASKS[task]["cold"]
+    scores_path = SCORES if task == "rating" else SCORES.with_name(SCORES.stem + "_ranking.csv")
     warnings.simplefilter("ignore", UserWarning)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_colwidth", 120)
     started = time.perf_counter()
-    print(f"choosing scores: {CHOOSE_FOLDS}-fold CV, {FACTORS} factors, seed {SEED}; "
-          f"{len(reg_candidates())} RegularizedALS and {len(social_candidates())} SocialALS candidates, "
-          f"each read after {', '.join(map(str, CHECKPOINTS))} iterations", flush=True)
-    if args.reuse:
-        scores = pd.read_csv(SCORES)
+    if task == "rating":
+        print(f"choosing scores: {CHOOSE_FOLDS}-fold CV, {FACTORS} factors, seed {SEED}; "
+              f"{len(reg_candidates())} RegularizedALS and {len(social_candidates())} SocialALS candidates, "
+              f"each read after {', '.join(map(str, CHECKPOINTS))} iterations", flush=True)
     else:
-        scores = pd.concat([choosing_scores(d, args.jobs) for d in DATA], ignore_index=True)
-        SCORES.parent.mkdir(parents=True, exist_ok=True)
-        scores.to_csv(SCORES, index=False, float_format="%.6f")
-        print(f"  wrote {SCORES}")
+        print(f"choosing scores (ranking, NDCG@10): {CHOOSE_FOLDS}-fold CV, {FACTORS} factors, seed {SEED}; "
+              f"candidates {[_fmt(p) for _, p in ranking_candidates()]}, {RANKING_ITERATIONS} iterations",
+              flush=True)
+    if args.reuse:
+        scores = pd.read_csv(scores_path)
+    else:
+        scores = pd.concat([choosing_scores(d, args.jobs, task) for d in DATA], ignore_index=True)
+        scores_path.parent.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(scores_path, index=False, float_format="%.6f")
+        print(f"  wrote {scores_path.relative_to(ROOT) if scores_path.is_relative_to(ROOT) else scores_path}")
+
+    def fmt(x):
+        return f"{x:.4f}"
 
     cache: dict = {}
     rows, verdicts = [], []
-    print(f"\n===== leave one data set out: chosen on the other two ({CHOOSE_FOLDS}-fold CV), "
+    print(f"\n===== {task}: leave one data set out: chosen on the other two ({CHOOSE_FOLDS}-fold CV), "
           f"evaluated on the left-out set ({TABLE_FOLDS}-fold CV, the folds of `socialals compare`)")
     for left in DATA:
         sets = [d for d in DATA if d != left]
-        chosen = choose(scores, sets)
+        chosen = choose(scores, sets, task)
         print(f"\nleft out {left}; chosen on {' + '.join(sets)}:")
-        print(f"  RegularizedALS {chosen['RegularizedALS']} (mean relative RMSE {chosen['reg_rel']:.4f})")
+        print(f"  RegularizedALS {chosen['RegularizedALS']} (mean relative {metric} {chosen['reg_rel']:.4f})")
         print(f"  SocialALS      {chosen['SocialALS']} ({chosen['social_how']}; {chosen['n_keep']} "
               "(candidate, iterations) pairs kept the rule)")
-        part = table_for(left, chosen, cache, "LOO generic")
+        part = table_for(left, chosen, cache, "LOO generic", task)
         rows += part
-        reg, soc = (part[-2]["rmse"], part[-2]["cold_rmse"]), (part[-1]["rmse"], part[-1]["cold_rmse"])
-        verdicts.append((left, reg, soc, _holds(reg, soc)))
-        print(pd.DataFrame(part).drop(columns="data").to_string(index=False, float_format=lambda x: f"{x:.4f}"),
-              flush=True)
+        reg, soc = (part[-2][metric], part[-2][cold_name]), (part[-1][metric], part[-1][cold_name])
+        verdicts.append((left, reg, soc, _holds(reg, soc, task)))
+        print(pd.DataFrame(part).drop(columns="data").to_string(index=False, float_format=fmt), flush=True)
 
-    print("\n===== the rule on each left-out set (generic SocialALS no worse than generic RegularizedALS, "
-          "all users and cold-start users)")
+    print(f"\n===== the rule on each left-out set (generic SocialALS no worse than generic RegularizedALS, "
+          f"{metric} on all users and on cold-start users)")
     for left, reg, soc, ok in verdicts:
-        print(f"  {left:<10} RMSE {soc[0]:.4f} vs {reg[0]:.4f} ({soc[0] - reg[0]:+.4f}), cold-start "
+        print(f"  {left:<10} {metric} {soc[0]:.4f} vs {reg[0]:.4f} ({soc[0] - reg[0]:+.4f}), cold-start "
               f"{soc[1]:.4f} vs {reg[1]:.4f} ({soc[1] - reg[1]:+.4f}): {'holds' if ok else 'FAILS'}")
 
-    shipped = choose(scores, list(DATA))
-    print(f"\n===== shipped generic rows: chosen on all of {', '.join(DATA)}")
-    print(f"  RegularizedALS {shipped['RegularizedALS']} (mean relative RMSE {shipped['reg_rel']:.4f})")
+    shipped = choose(scores, list(DATA), task)
+    print(f"\n===== {task}: shipped generic rows: chosen on all of {', '.join(DATA)}")
+    print(f"  RegularizedALS {shipped['RegularizedALS']} (mean relative {metric} {shipped['reg_rel']:.4f})")
     print(f"  SocialALS      {shipped['SocialALS']} ({shipped['social_how']})")
     social = dict(shipped["SocialALS"])
+    if "nearest" in shipped:
+        social = dict(shipped["nearest"])
+        print(f"  closest to keeping the rule in-sample: {social} (worst loss {shipped['nearest_worst']:+.4f}); "
+              "trying it and smaller alphas by 5-fold CV")
     for alpha in (None, *FALLBACK_ALPHAS):
         if alpha is not None:
             if alpha >= social["alpha"]:
                 continue
             social = {**social, "alpha": alpha}
+            if alpha == 0 and "similarity" in social:
+                social["similarity"] = None  # no social term, so no link similarities to compute
             print(f"  fallback: alpha lowered to {alpha}")
         checks = []
         for data in DATA:
-            reg = five_fold(data, "RegularizedALS", shipped["RegularizedALS"], cache)
-            soc = five_fold(data, "SocialALS", social, cache)
-            checks.append((data, reg, soc, _holds(reg, soc)))
+            reg = five_fold(data, "RegularizedALS", shipped["RegularizedALS"], cache, task)
+            soc = five_fold(data, "SocialALS", social, cache, task)
+            checks.append((data, reg, soc, _holds(reg, soc, task)))
         for data, reg, soc, ok in checks:
-            print(f"  {data:<10} 5-fold RMSE {soc[0]:.4f} vs {reg[0]:.4f} ({soc[0] - reg[0]:+.4f}), cold-start "
+            print(f"  {data:<10} 5-fold {metric} {soc[0]:.4f} vs {reg[0]:.4f} ({soc[0] - reg[0]:+.4f}), cold-start "
                   f"{soc[1]:.4f} vs {reg[1]:.4f} ({soc[1] - reg[1]:+.4f}): {'holds' if ok else 'FAILS'}")
         if all(ok for *_, ok in checks):
             break
     shipped["SocialALS"] = social
     final = []
     for data in DATA:
-        final += table_for(data, shipped, cache, "new generic")
-    print("\n===== 5-fold table of the shipped rows on each set (in-sample: these sets chose them)")
-    print(pd.DataFrame(final).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print("\n===== shipped generic rows (socialals/_defaults.py)")
+        final += table_for(data, shipped, cache, "new generic", task)
+    print(f"\n===== {task}: 5-fold table of the shipped rows on each set (in-sample: these sets chose them)")
+    print(pd.DataFrame(final).to_string(index=False, float_format=fmt))
+    print(f"\n===== shipped generic {task} rows (socialals/_defaults.py)")
     print(f"  RegularizedALS: {shipped['RegularizedALS']}")
     print(f"  SocialALS: {shipped['SocialALS']}")
     print(f"\n({time.perf_counter() - started:.0f} s in all)")
