@@ -25,7 +25,9 @@ Protocol (validation inside training data only; the test fold is never seen):
    ready to paste into ``socialals/_defaults.py``.
 5. With several data sets, also pick ``generic`` settings for data without a tuned
    entry: per model, the stage-1 candidate whose validation RMSE is on average the
-   closest (relatively) to each data set's best.
+   closest (relatively) to each data set's best. (The shipped generic RegularizedALS and
+   SocialALS rows come from ``benchmarks/bench_generic_defaults.py`` instead, which also
+   requires SocialALS to be no worse than RegularizedALS on every set.)
 
 Usage::
 

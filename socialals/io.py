@@ -410,7 +410,7 @@ def _load_data(spec, social, data_home, n_users, n_items):
     if spec in loaders and not path.is_file():
         ratings, graph = loaders[spec](data_home=data_home)
         if spec in DEFAULTS:
-            return ratings, graph, spec, f"the {spec} data set (downloaded)"
+            return ratings, graph, spec, f"the named data set {spec!r}"
         return ratings, graph, "generic", f"no tuned settings for {spec}"
     if path.is_file():
         ratings = read_ratings(path)
