@@ -33,13 +33,22 @@ in turn:
    rule fails on some set ``alpha`` is lowered step by step (``FALLBACK_ALPHAS``, down to
    0, the social term off) until it holds everywhere; every step is printed.
 
+``--task ranking`` does the same for the top-N rows (``RANKING_DEFAULTS``) with NDCG@10
+and cold-start NDCG@10 of :func:`cross_validate` (higher is better; candidates
+``ranking_candidates()``, 15 iterations, the baseline ``Popularity``). Note that SocialALS
+also ranks the users known only through the graph, so its all-user NDCG is taken over more
+(and harder) users than RegularizedALS's, and that with the missing-data term ``alpha=0``
+is not RegularizedALS (those users are fitted to the unobserved target).
+
 Usage::
 
     nice python benchmarks/bench_generic_defaults.py            # ~25 min on a shared 2-core machine
     nice python benchmarks/bench_generic_defaults.py --reuse    # reuse the saved choosing scores
+    nice python benchmarks/bench_generic_defaults.py --task ranking   # ~24 min
 
-Writes the choosing scores to ``benchmarks/results/generic_defaults_scores.csv`` and
-prints the tables (the run's output is kept in ``benchmarks/results/bench_generic_defaults.txt``).
+Writes the choosing scores to ``benchmarks/results/generic_defaults_scores.csv``
+(``..._ranking.csv``) and prints the tables (the runs' output is kept in
+``benchmarks/results/bench_generic_defaults.txt`` and ``bench_generic_defaults_ranking.txt``).
 """
 
 from __future__ import annotations
