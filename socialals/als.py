@@ -484,7 +484,10 @@ class SocialALS(RegularizedALS):
     reg : float, default 0.1
         λ.
     alpha : float, default 0.1
-        α, the weight of the social term (0 gives :class:`RegularizedALS`).
+        α, the weight of the social term. 0 gives :class:`RegularizedALS`'s factors for every
+        rated user and item, except with ``unobserved_weight > 0``: users known only through
+        the graph are users of the model, so their unobserved pairs enter the missing-data
+        term (and, slightly, the item factors).
     similarity : {None, "vss", "pcc"}, default None
         ``None`` uses the social frame's ``weight`` column (1 where absent). ``"vss"`` and
         ``"pcc"`` multiply it by Ma et al.'s similarity of each link computed from co-rated
