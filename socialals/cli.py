@@ -536,6 +536,14 @@ def _parse_grid(items, names) -> dict:
 
 
 def _tune_options(args) -> dict:
+    from .tune import _require_optuna
+
+    try:
+        _require_optuna()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise CLIError(f"--max-iterations must be at least 1; got {args.max_iterations}.")
     if args.budget is not None and not args.budget > 0:
         raise CLIError(f"--budget must be a number of seconds > 0; got {args.budget:g}.")
     if args.trials is not None and args.trials < 1:
@@ -549,7 +557,8 @@ def _tune_options(args) -> dict:
     if trials is None and args.budget is None:
         trials = _DEFAULT_TRIALS if args.command == "tune" else _DEFAULT_NESTED_TRIALS
     return {"budget": args.budget, "n_trials": trials, "cv": inner, "validation_size": args.validation_size,
-            "random_state": args.seed, "verbose": bool(args.verbose or args.command == "tune"), "stream": sys.stderr}
+            "random_state": args.seed, "verbose": bool(args.verbose or args.command == "tune"), "stream": sys.stderr,
+            "max_iterations": args.max_iterations}
 
 
 def _describe_tuning(options) -> str:
@@ -697,6 +706,8 @@ def _add_tune_options(p: argparse.ArgumentParser, nested: bool) -> None:
                    help="validation folds drawn inside the " + ("training fold" if nested else "data") + " (default: 3)")
     p.add_argument("--validation-size", type=float, default=None, metavar="FRACTION",
                    help="instead of validation folds, one hold-out of this share (faster, noisier)")
+    p.add_argument("--max-iterations", type=int, default=None, metavar="N",
+                   help="length of each validation fit, whose curve gives the iterations (default: 40; ranking 30)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -585,16 +585,12 @@ def tune(
         trial.set_user_attr("seconds", time.monotonic() - t0)
         return mean[best_t]
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min(5, max_iterations or 1))
-    study = optuna.create_study(direction="minimize" if lower else "maximize", sampler=sampler, pruner=pruner)
-    for params in _starts(name, task, full, valid, start):
-        study.enqueue_trial(_internal(full, params), skip_if_exists=True)
-
-    state = {"best": None, "first_seconds": None, "stop": False}
+    starts = _starts(name, task, full, valid, start)
+    state = {"best": None}
 
     def progress(study, frozen):
         label = frozen.state.name.lower()
@@ -607,14 +603,14 @@ def tune(
         if complete:
             best = study.best_trial
             state["best"] = best
-        if verbose:
+        if verbose and label != "fail":  # a fit cut by the deadline says nothing
             elapsed = time.monotonic() - started
             line = f"{name} trial {frozen.number + 1}: {label}"
             if frozen.value is not None:
                 line += f" {_METRIC[task]} {frozen.value:.4f}"
             if complete:
                 line += f"; best {study.best_value:.4f} ({_short({**best.user_attrs['params'], 'iterations': best.user_attrs.get('iterations')})})"
-            line += f" [{elapsed:.0f} s" + (f" of {budget:.0f} s]" if budget is not None else "]")
+            line += f" [{elapsed:.0f} s" + (f" of {budget:g} s]" if budget is not None else "]")
             print(line, file=stream, flush=True)
         if deadline is not None and time.monotonic() > deadline:
             study.stop()
@@ -626,13 +622,20 @@ def tune(
             trial.set_user_attr("seconds", float(exc.args[0]))
             raise
 
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress lines replace Optuna's log
     try:
+        study = optuna.create_study(direction="minimize" if lower else "maximize", sampler=sampler, pruner=pruner)
+        for params in starts:
+            study.enqueue_trial(_internal(full, params), skip_if_exists=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.optimize(guarded, n_trials=n_trials, callbacks=[progress], catch=(_OutOfTime,))
     except KeyboardInterrupt:
         if state["best"] is None:
             raise
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:
         spent = max((t.user_attrs.get("seconds", 0.0) for t in study.trials), default=0.0)

@@ -32,21 +32,25 @@ def data():
 FAST = dict(cv=2, max_iterations=12, verbose=False, random_state=0)
 
 
+@pytest.mark.filterwarnings("ignore:predict")
 def test_tune_finds_the_good_region_and_reports_the_refit_score(data):
     """The chosen reg is in the region a brute-force grid finds best, and its validation
     score is what refitting it with the chosen iterations gives (the curve is exact)."""
     ratings, _ = data
-    space = {"weighted_reg": False, "biases": True, "bias_reg": None}
+    # without biases the validation RMSE has a sharp minimum in reg (1.53 at reg 2, 1.79 at
+    # 0.74 and 5.5, 3.2 at 0.1, 3.7 at 300)
+    space = {"weighted_reg": False, "biases": False}
     result = tune("RegularizedALS", ratings, n_trials=12, space={**space, "reg": (0.1, 300.0)}, start=[], **FAST)
-    # brute force on the same folds (KFold(2, random_state=0)), every iteration count
+    # brute force on the same folds (KFold(2, random_state=0))
     grid = GridSearch(RegularizedALS(n_jobs=1, random_state=0, **space),
-                      {"reg": list(np.geomspace(0.1, 300.0, 13)), "iterations": list(range(1, 13))},
+                      {"reg": list(np.geomspace(0.1, 300.0, 9)), "iterations": [3, 6, 12]},
                       cv=2, random_state=0, refit=False).fit(ratings)
-    table = grid.results_
-    best = grid.best_score_
+    per_reg = grid.results_.groupby("param_reg")["mean_score"].min()
+    best = per_reg.min()
     assert result.score <= best + 0.01, (result.score, best)
-    good = table[table["mean_score"] <= best + 0.02]["param_reg"]
-    assert good.min() / 1.5 <= result.params["reg"] <= good.max() * 1.5, (result.params, sorted(good))
+    good = per_reg[per_reg <= 1.2 * best].index
+    assert len(good) <= 3  # a region, not the whole range
+    assert good.min() <= result.params["reg"] <= good.max(), (result.params, per_reg)
     # the reported score is the refitted one: the same candidate through GridSearch
     chosen = {k: v for k, v in result.params.items() if k in ("reg", "iterations")}
     again = GridSearch(RegularizedALS(n_jobs=1, random_state=0, **space), {k: [v] for k, v in chosen.items()},
