@@ -548,15 +548,15 @@ def _tune_options(args) -> dict:
         raise CLIError(f"--budget must be a number of seconds > 0; got {args.budget:g}.")
     if args.trials is not None and args.trials < 1:
         raise CLIError(f"--trials must be at least 1; got {args.trials}.")
-    inner = args.inner_folds
-    if inner < 2:
+    inner = "auto" if args.inner_folds is None else args.inner_folds
+    if inner != "auto" and inner < 2:
         raise CLIError(f"the validation folds must be at least 2; got {inner}.")
     if args.validation_size is not None and not 0 < args.validation_size < 1:
         raise CLIError(f"--validation-size must be a fraction in (0, 1); got {args.validation_size:g}.")
-    trials = args.trials
-    if trials is None and args.budget is None:
+    trials, budget = args.trials, args.budget
+    if trials is None and budget is None:
         trials = _DEFAULT_TRIALS if args.command == "tune" else _DEFAULT_NESTED_TRIALS
-    return {"budget": args.budget, "n_trials": trials, "cv": inner, "validation_size": args.validation_size,
+    return {"budget": budget, "n_trials": trials, "cv": inner, "validation_size": args.validation_size,
             "random_state": args.seed, "verbose": bool(args.verbose or args.command == "tune"), "stream": sys.stderr,
             "max_iterations": args.max_iterations}
 
@@ -568,6 +568,7 @@ def _describe_tuning(options) -> str:
     if options["budget"] is not None:
         parts.append(f"at most {options['budget']:g} s")
     split = (f"a {options['validation_size']:g} hold-out" if options["validation_size"] is not None
+             else "3 validation folds (a 0.2 hold-out from 100,000 ratings on)" if options["cv"] == "auto"
              else f"{options['cv']} validation folds")
     return " and ".join(parts) + f" per model and fold, {split}"
 
@@ -577,7 +578,10 @@ def _format_settings(params: dict) -> str:
 
 
 #: Trials of ``socialals tune`` (per model) and of ``compare --tune`` (per model and outer
-#: fold) when neither --trials nor --budget is given.
+#: fold) when neither --trials nor --budget is given: a number of trials, not seconds, so
+#: that the same seed gives the same table. 25 keeps ``compare --tune`` on FilmTrust, every
+#: model, within 5 minutes on 2 cores (benchmarks/bench_tune.py); a 12-second budget per
+#: model and fold instead cut the first folds to 7 trials on a busy machine and cost 0.01 RMSE.
 _DEFAULT_TRIALS = 40
 _DEFAULT_NESTED_TRIALS = 25
 
@@ -700,10 +704,11 @@ def _add_tune_options(p: argparse.ArgumentParser, nested: bool) -> None:
                    help=f"seconds of search{each}; the best complete trial wins")
     default = _DEFAULT_NESTED_TRIALS if nested else _DEFAULT_TRIALS
     p.add_argument("--trials", type=int, default=None, metavar="N",
-                   help=f"settings tried{each} (default: {default} without --budget); with a fixed number of "
-                   "trials the same --seed gives the same choices")
-    p.add_argument("--inner-folds" if nested else "--folds", dest="inner_folds", type=int, default=3, metavar="K",
-                   help="validation folds drawn inside the " + ("training fold" if nested else "data") + " (default: 3)")
+                   help=f"settings tried{each} (default: {default} without --budget); without --budget the same "
+                   "--seed gives the same choices")
+    p.add_argument("--inner-folds" if nested else "--folds", dest="inner_folds", type=int, default=None, metavar="K",
+                   help="validation folds drawn inside the " + ("training fold" if nested else "data")
+                   + " (default: 3, or one 20%% hold-out from 100,000 ratings on)")
     p.add_argument("--validation-size", type=float, default=None, metavar="FRACTION",
                    help="instead of validation folds, one hold-out of this share (faster, noisier)")
     p.add_argument("--max-iterations", type=int, default=None, metavar="N",

@@ -194,3 +194,11 @@ def test_nested_tuning_sees_only_the_outer_training_rows(data, monkeypatch):
     assert _leaked(ratings.index, ratings.index[splits[0][1]]) == len(splits[0][1])
     assert table.loc[table["model"] == "SocialALS", "rmse"].item() > 0
     assert len(tuner.table()) == 6 and set(tuner.table()["fold"]) == {1, 2, 3}
+
+
+def test_auto_validation_is_three_folds_below_100k_ratings_then_one_holdout():
+    small = tune_module._splits(pd.DataFrame(index=range(99_999)), "auto", None, 0)
+    large = tune_module._splits(pd.DataFrame(index=range(100_000)), "auto", None, 0)
+    assert len(small) == 3 and sum(len(te) for _, te in small) == 99_999
+    assert len(large) == 1 and len(large[0][1]) == 20_000 and len(large[0][0]) == 80_000
+    assert not set(large[0][0]) & set(large[0][1])
