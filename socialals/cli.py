@@ -50,6 +50,7 @@ import pandas as pd
 from ._defaults import DEFAULTS, defaults_for
 from ._registry import model_classes
 from .io import DATASETS, InputError, load_data
+from .tune import TECHNICAL_PARAMS
 
 __all__ = ["COMPARE_COLUMNS", "DATASETS", "METRICS", "available_models", "build_parser", "main"]
 
@@ -172,7 +173,7 @@ def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=Non
     return model
 
 
-from .tune import TECHNICAL_PARAMS as _TECHNICAL  # noqa: E402  (seeds, threads, precision, hooks)
+_TECHNICAL = TECHNICAL_PARAMS  # not modelling settings: seeds, threads, precision, hooks
 
 
 def _describe(model) -> str:
@@ -401,10 +402,14 @@ def _cmd_compare(args) -> int:
              else [n for n in _TASK_MODELS[args.task] if n in available_models()])
     names = list(dict.fromkeys(names))
     params = _parse_params(args.param)
-    file_params = _read_params_files(args.params, names, "compare --models" if args.models else "compare")
-    tune_options = _tune_options(args) if args.tune else None
     if not args.tune and (args.budget is not None or args.trials is not None):
         raise CLIError("--budget and --trials need --tune.")
+    if args.tune and args.params:
+        raise CLIError("give --tune (choose the settings in every fold) or --params (use a file's), not both.")
+    if args.tune and args.iterations is not None:
+        raise CLIError("--tune reads the iterations off validation curves; give --max-iterations instead of --iterations.")
+    file_params = _read_params_files(args.params, names, "compare --models" if args.models else "compare")
+    tune_options = _tune_options(args) if args.tune else None
     if params:
         known = set().union(*(available_models()[n]().get_params() for n in names))
         stray = sorted(set(params) - known)
@@ -423,7 +428,7 @@ def _cmd_compare(args) -> int:
     if tune_options is not None:
         from .tune import NestedTuner
 
-        spaces = {n: {**file_params.get(n, {}), **_params_for(n, params)} for n in names}
+        spaces = {n: _params_for(n, params) for n in names}  # --param fixes a setting
         tuner = NestedTuner(names, social, templates=templates, spaces=spaces, task=args.task, **tune_options)
     if len(ratings) < args.folds:
         raise CLIError(f"--folds {args.folds} needs at least {args.folds} ratings; {args.data} has {len(ratings)}.")

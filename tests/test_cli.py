@@ -499,6 +499,8 @@ def test_tune_errors_exit_2(capsys, tmp_path):
     _fails(capsys, [*base, "--param", "alfa=1"], "--param: no model of ['SocialALS'] has the parameter(s) ['alfa']")
     _fails(capsys, [*base, "--budget", "-1"], "--budget must be")
     _fails(capsys, ["compare", *TINY, "--budget", "5"], "--budget and --trials need --tune")
+    _fails(capsys, ["compare", *TINY, "--tune", "--params", out], "give --tune", "or --params")
+    _fails(capsys, ["compare", *TINY, "--tune", "--iterations", "5"], "give --max-iterations instead of --iterations")
     assert not (tmp_path / "p.json").exists()
 
 
