@@ -4,8 +4,11 @@
 ratings it is given (the caller's test data never reaches it) and returns the best
 setting with a table of every trial. The search is Optuna's (the optional extra
 ``socialals[tune]``): a seeded TPE sampler proposes settings, a median pruner stops
-settings that trail the others, and the time budget ends the search. What is ours is
-what is about these models:
+settings that trail the others, and the time budget ends the search. (Optuna rather than
+a search of our own: its seeded TPE sampler handles the conditional space below, such as
+``reg``'s range depending on ``weighted_reg``, its pruners use the per-sweep scores we
+report, and enqueued trials give the starting points; ``GridSearch`` stays for explicit
+grids.) What is ours is what is about these models:
 
 * **Iterations are read off validation curves.** Every candidate is fitted once per
   validation fold with ``max_iterations`` sweeps; the fit loop's ``callback`` scores the

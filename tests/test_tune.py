@@ -15,8 +15,7 @@ import pytest
 
 pytest.importorskip("optuna", reason="socialals.tune needs the 'tune' extra (Optuna)")
 
-import socialals  # noqa: E402
-from socialals import GridSearch, RegularizedALS, SocialALS, make_social_ratings  # noqa: E402
+from socialals import GridSearch, RegularizedALS, make_social_ratings  # noqa: E402
 from socialals.base import BaseRecommender  # noqa: E402
 
 tune_module = importlib.import_module("socialals.tune")  # `socialals.tune` is the function
