@@ -143,10 +143,10 @@ def main(argv=None):
         if args.part in ("nested", "both"):
             for data in args.data:
                 frame = nested(data, args.trials, budgets.get(data), args.models or MODELS[data], log)
-                trials = args.trials or ("default" if budgets.get(data) is None else "unbounded")
-                budget = budgets.get(data) or ("default" if args.trials is None else "none")
+                trials = args.trials or ("compare's default" if budgets.get(data) is None else "unbounded")
+                budget = f"{budgets[data]:g} s" if budgets.get(data) else "none"
                 print(f"\n=== {data}: socialals compare --tune, 5 outer folds "
-                      f"(trials {trials}, budget {budget} s per model and fold)")
+                      f"(trials {trials}, budget {budget} per model and fold)")
                 print(frame.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
                 if "social_vs_reg" in frame.attrs:
                     d_all, d_cold = frame.attrs["social_vs_reg"]
