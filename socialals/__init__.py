@@ -33,6 +33,7 @@ from .model_selection import (
     train_test_split,
     user_holdout_split,
 )
+from .tune import tune  # the function; the module stays importable as socialals.tune's submodule
 
 __all__ = [
     "ALS",
@@ -68,5 +69,6 @@ __all__ = [
     "model_selection",
     "set_config",
     "train_test_split",
+    "tune",
     "user_holdout_split",
 ]

@@ -10,6 +10,10 @@ Commands
     Train one model on all the ratings of a data set and save it (``model.save``).
 ``socialals recommend``
     Load a saved model and print a user's top-n items.
+``socialals tune``
+    Search a model's hyperparameters on validation folds inside the data
+    (:func:`socialals.tune.tune`) and write them to a params file that ``fit --params``
+    and ``compare --params`` read; ``compare --tune`` tunes inside every outer fold.
 
 Data (``--data``): ``synthetic`` (``make_social_ratings(random_state=0)``), ``filmtrust``,
 ``ciao``, ``epinions``, ``movielens-100k``, ``movielens-1m`` (downloaded once into
@@ -46,6 +50,7 @@ import pandas as pd
 from ._defaults import DEFAULTS, defaults_for
 from ._registry import model_classes
 from .io import DATASETS, InputError, load_data
+from .tune import TECHNICAL_PARAMS
 
 __all__ = ["COMPARE_COLUMNS", "DATASETS", "METRICS", "available_models", "build_parser", "main"]
 
@@ -168,7 +173,7 @@ def make_model(name: str, data_key: str, *, factors=None, seed=0, iterations=Non
     return model
 
 
-_TECHNICAL = ("n_jobs", "random_state", "dtype", "init_scale", "callback", "tol")
+_TECHNICAL = TECHNICAL_PARAMS  # not modelling settings: seeds, threads, precision, hooks
 
 
 def _describe(model) -> str:
@@ -233,7 +238,7 @@ def _progress_bar(total: int):
 
 def compare(
     ratings, social, model_names, data_key, *, folds=5, factors=DEFAULT_FACTORS, seed=0, iterations=None,
-    params=None, metrics=_DEFAULT_METRICS, stream=None, task="rating",
+    params=None, metrics=_DEFAULT_METRICS, stream=None, task="rating", file_params=None, tuner=None,
 ):
     """Cross-validate each model and return one row per model with fold means and standard deviations.
 
@@ -262,6 +267,12 @@ def compare(
         Where the one-line summary per model goes.
     task : {"rating", "ranking"}
         Which defaults the models use (see :func:`make_model`).
+    file_params : dict, optional
+        ``{model: settings}`` from params files (``--params``), applied before ``params``.
+    tuner : socialals.tune.NestedTuner, optional
+        Nested cross-validation (``--tune``): each model's settings are tuned on the
+        training rows of each fold only (``tuner.params(name, fold, train)``), then it is
+        fitted on them and scored on the fold's test rows.
 
     Returns
     -------
@@ -280,10 +291,16 @@ def compare(
     bar = _progress_bar(len(model_names) * len(splits))
     try:
         for name in model_names:
+            fixed = {**(file_params or {}).get(name, {}), **_params_for(name, params)}
             model = make_model(name, data_key, factors=factors, seed=seed, iterations=iterations,
-                               overrides=_params_for(name, params), task=task)
+                               overrides=fixed, task=task)
             fold_scores = []
             for number, (train, test) in enumerate(splits, start=1):
+                if tuner is not None:  # settings chosen inside this fold's training rows only
+                    chosen = tuner.params(name, number, ratings.iloc[train])
+                    model = make_model(name, data_key, factors=factors, seed=seed, overrides={**chosen, **fixed},
+                                       task=task)
+                    logger.info("%s fold %d/%d tuned: %s", name, number, len(splits), _describe(model))
                 with warnings.catch_warnings():
                     # Test users or items missing from a training fold get the fallback
                     # prediction: expected in cross-validation, not worth a warning per fold.
@@ -303,7 +320,8 @@ def compare(
                 row[c + "_std"] = float(per_fold[c].std(ddof=0, skipna=True)) if per_fold[c].notna().any() else np.nan
             rows.append(row)
             if stream is not None:
-                print(f"  {name:<22} {metrics[0]} {row[metrics[0]]:.4f}  ({_describe(model)})", file=stream, flush=True)
+                shown = "settings tuned per fold" if tuner is not None and tuner.results_for(name) else _describe(model)
+                print(f"  {name:<22} {metrics[0]} {row[metrics[0]]:.4f}  ({shown})", file=stream, flush=True)
     finally:
         if bar is not None:
             bar.close()
@@ -389,6 +407,14 @@ def _cmd_compare(args) -> int:
              else [n for n in _TASK_MODELS[args.task] if n in available_models()])
     names = list(dict.fromkeys(names))
     params = _parse_params(args.param)
+    if not args.tune and (args.budget is not None or args.trials is not None):
+        raise CLIError("--budget and --trials need --tune.")
+    if args.tune and args.params:
+        raise CLIError("give --tune (choose the settings in every fold) or --params (use a file's), not both.")
+    if args.tune and args.iterations is not None:
+        raise CLIError("--tune reads the iterations off validation curves; give --max-iterations instead of --iterations.")
+    file_params = _read_params_files(args.params, names, "compare --models" if args.models else "compare")
+    tune_options = _tune_options(args) if args.tune else None
     if params:
         known = set().union(*(available_models()[n]().get_params() for n in names))
         stray = sorted(set(params) - known)
@@ -399,24 +425,46 @@ def _cmd_compare(args) -> int:
     ratings, social, key, why = load_data(args.data, args.social, args.data_home, n_users=args.n_users,
                                           n_items=args.n_items, explain=True)
     key = _data_key(args, key)
+    templates = {}
     for name in names:  # fail on a bad setting before any work
-        make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations,
-                   overrides=_params_for(name, params), task=args.task)
+        templates[name] = make_model(name, key, factors=args.factors, seed=args.seed, iterations=args.iterations,
+                                     overrides={**file_params.get(name, {}), **_params_for(name, params)},
+                                     task=args.task)
+    tuner = None
+    if tune_options is not None:
+        from .tune import NestedTuner
+
+        spaces = {n: _params_for(n, params) for n in names}  # --param fixes a setting
+        tuner = NestedTuner(names, social, templates=templates, spaces=spaces, task=args.task, **tune_options)
     if len(ratings) < args.folds:
         raise CLIError(f"--folds {args.folds} needs at least {args.folds} ratings; {args.data} has {len(ratings)}.")
     if "FactorizationMachine" not in available_models() and not args.models:
         print("note: the factorization machine (socialals.fm) is not installed; comparing the ALS models only.")
     print(f"{args.data}: {_summary(ratings, social)}")
     print(_settings_line(args, key, why))
-    print(f"{args.folds}-fold cross-validation, {args.factors} factors, seed {args.seed}, "
-          f"hyperparameters: {key} {args.task} defaults")
+    if tuner is not None:
+        source = (f"tuned inside each training fold ({_describe_tuning(tune_options)}; nested cross-validation: "
+                  "the test folds are never seen by the tuning)")
+    elif file_params:
+        source = f"{', '.join(args.params)} for {', '.join(file_params)}; {key} {args.task} defaults otherwise"
+    else:
+        source = f"{key} {args.task} defaults"
+    print(f"{args.folds}-fold cross-validation, {args.factors} factors, seed {args.seed}, hyperparameters: {source}")
     started = time.perf_counter()
     table = compare(
         ratings, social, names, key, folds=args.folds, factors=args.factors, seed=args.seed,
         iterations=args.iterations, params=params, metrics=metrics, stream=sys.stdout, task=args.task,
+        file_params=file_params, tuner=tuner,
     )
     print()
     print(_format_table(table))
+    if tuner is not None and tuner.chosen:
+        print()
+        print("settings chosen per fold (on validation folds inside the fold's training rows):")
+        for row in tuner.chosen:
+            score = next(v for k, v in row.items() if k.startswith("validation_"))
+            print(f"  {row['model']:<22} fold {row['fold']}: {_format_settings(row['params'])}  "
+                  f"(validation {score:.4f}, {row['trials']} trials, {row['seconds']:.0f} s)")
     print()
     for note in _footnotes(table, social, names, metrics):
         print(f"({note})")
@@ -433,7 +481,12 @@ def _cmd_fit(args) -> int:
     if args.factors < 1:
         raise CLIError(f"--factors must be at least 1; got {args.factors}.")
     name = _resolve_model_name(args.model)
-    overrides = _parse_params(args.param)
+    from .tune import read_params
+
+    overrides = {}
+    for path in args.params:  # an entry for this model class, or an error naming the file's models
+        overrides.update(read_params(path, model=name))
+    overrides.update(_parse_params(args.param))
     out = _check_writable("--out", args.out)
     ratings, social, key, why = load_data(args.data, args.social, args.data_home, n_users=args.n_users,
                                           n_items=args.n_items, explain=True)
@@ -453,6 +506,139 @@ def _cmd_fit(args) -> int:
         raise CLIError(f"cannot write --out {args.out!r}: {exc.strerror or exc}.") from None
     print(f"fitted {name}({_describe(model)}) in {seconds:.1f} s: {len(model.users_):,} users, {len(model.items_):,} items")
     print(f"saved to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- tune
+def _read_params_files(paths, names, what) -> dict:
+    """``{model: settings}`` of the ``--params`` files; each file's models must be among ``names``."""
+    from .tune import read_params
+
+    merged = {}
+    for path in paths or ():
+        found = read_params(path)
+        stray = sorted(set(found) - set(names))
+        if stray:
+            raise CLIError(f"--params {path!r} holds settings for {stray}, which {what} does not run "
+                           f"(it runs {list(names)}); tune that model or pick the right file.")
+        for name, params in found.items():
+            merged[name] = {**merged.get(name, {}), **params}
+    return merged
+
+
+def _parse_grid(items, names) -> dict:
+    """``--grid key=v1,v2,...`` (choices) or ``key=low:high`` (a log-uniform range) per model."""
+    grid = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise CLIError(f"--grid expects key=v1,v2,... or key=low:high (e.g. alpha=0,1,3 or reg=1:30); got {item!r}.")
+        if ":" in value:
+            low, _, high = value.partition(":")
+            try:
+                grid[key] = (float(low), float(high))
+            except ValueError:
+                raise CLIError(f"--grid {item!r}: a range is low:high with two numbers.") from None
+        else:
+            grid[key] = [_parse_value(v.strip()) for v in value.split(",")]
+    known = set().union(*(available_models()[n]().get_params() for n in names))
+    stray = sorted(set(grid) - known)
+    if stray:
+        raise CLIError(f"--grid: unknown parameter(s) {stray}; no model of {list(names)} has them.")
+    return grid
+
+
+def _tune_options(args) -> dict:
+    from .tune import _require_optuna
+
+    try:
+        _require_optuna()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise CLIError(f"--max-iterations must be at least 1; got {args.max_iterations}.")
+    if args.budget is not None and not args.budget > 0:
+        raise CLIError(f"--budget must be a number of seconds > 0; got {args.budget:g}.")
+    if args.trials is not None and args.trials < 1:
+        raise CLIError(f"--trials must be at least 1; got {args.trials}.")
+    inner = "auto" if args.inner_folds is None else args.inner_folds
+    if inner != "auto" and inner < 2:
+        raise CLIError(f"the validation folds must be at least 2; got {inner}.")
+    if args.validation_size is not None and not 0 < args.validation_size < 1:
+        raise CLIError(f"--validation-size must be a fraction in (0, 1); got {args.validation_size:g}.")
+    trials, budget = args.trials, args.budget
+    if trials is None and budget is None:
+        trials = _DEFAULT_TRIALS if args.command == "tune" else _DEFAULT_NESTED_TRIALS
+    return {"budget": budget, "n_trials": trials, "cv": inner, "validation_size": args.validation_size,
+            "random_state": args.seed, "verbose": bool(args.verbose or args.command == "tune"), "stream": sys.stderr,
+            "max_iterations": args.max_iterations}
+
+
+def _describe_tuning(options) -> str:
+    parts = []
+    if options["n_trials"] is not None:
+        parts.append(f"{options['n_trials']} trials")
+    if options["budget"] is not None:
+        parts.append(f"at most {options['budget']:g} s")
+    split = (f"a {options['validation_size']:g} hold-out" if options["validation_size"] is not None
+             else "3 validation folds (a 0.2 hold-out from 100,000 ratings on)" if options["cv"] == "auto"
+             else f"{options['cv']} validation folds")
+    return " and ".join(parts) + f" per model and fold, {split}"
+
+
+def _format_settings(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in params.items())
+
+
+#: Trials of ``socialals tune`` (per model) and of ``compare --tune`` (per model and outer
+#: fold) when neither --trials nor --budget is given: a number of trials, not seconds, so
+#: that the same seed gives the same table. 25 keeps ``compare --tune`` on FilmTrust, every
+#: model, within 5 minutes on 2 cores (benchmarks/bench_tune.py); a 12-second budget per
+#: model and fold instead cut the first folds to 7 trials on a busy machine and cost 0.01 RMSE.
+_DEFAULT_TRIALS = 40
+_DEFAULT_NESTED_TRIALS = 25
+
+
+def _cmd_tune(args) -> int:
+    from .tune import NestedTuner, save_params
+
+    _check_defaults_option(args)
+    if args.factors < 1:
+        raise CLIError(f"--factors must be at least 1; got {args.factors}.")
+    names = list(dict.fromkeys(_resolve_model_name(m) for m in args.model))
+    params = _parse_params(args.param)
+    known = set().union(*(available_models()[n]().get_params() for n in names))
+    stray = sorted(set(params) - known)
+    if stray:
+        raise CLIError(f"--param: no model of {names} has the parameter(s) {stray}.")
+    grid = _parse_grid(args.grid, names)
+    options = _tune_options(args)
+    out = _check_writable("--output", args.output)
+    ratings, social, key = load_data(args.data, args.social, args.data_home, n_users=args.n_users, n_items=args.n_items)
+    key = _data_key(args, key)
+    templates = {n: make_model(n, key, factors=args.factors, seed=args.seed, overrides=_params_for(n, params),
+                               task=args.task) for n in names}
+    spaces = {n: {**_params_for(n, grid), **_params_for(n, params)} for n in names}
+    tuner = NestedTuner(names, social, templates=templates, spaces=spaces, task=args.task, **options)
+    print(f"{args.data}: {_summary(ratings, social)}")
+    print(f"tuning {', '.join(names)} for {args.task}: {_describe_tuning(options).replace(' and fold', '')}, "
+          f"seed {args.seed}")
+    started = time.perf_counter()
+    results = {}
+    for name in names:
+        result = tuner.result(name, 0, ratings)
+        if result is None:
+            print(f"  {name:<22} nothing to tune")
+            continue
+        results[name] = result
+        print(f"  {name:<22} validation {result.metric} {result.score:.4f}: {_format_settings(result.params)} "
+              f"({len(result.trials)} trials, {result.seconds:.0f} s)")
+    if not results:
+        raise CLIError(f"nothing to tune: {names} have no hyperparameters to search.")
+    save_params(out, results, data=str(args.data))
+    print(f"({time.perf_counter() - started:.1f} s in all)")
+    print(f"wrote {out}: use it with 'socialals fit --params {out}' or 'socialals compare --params {out}'")
     return 0
 
 
@@ -526,6 +712,23 @@ def _add_data_options(p: argparse.ArgumentParser, default_data: Optional[str], s
     p.add_argument("--n-items", type=int, default=None, help=argparse.SUPPRESS)
 
 
+def _add_tune_options(p: argparse.ArgumentParser, nested: bool) -> None:
+    each = " per model and fold" if nested else " per model"
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help=f"seconds of search{each}; the best complete trial wins")
+    default = _DEFAULT_NESTED_TRIALS if nested else _DEFAULT_TRIALS
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help=f"settings tried{each} (default: {default} without --budget); without --budget the same "
+                   "--seed gives the same choices")
+    p.add_argument("--inner-folds" if nested else "--folds", dest="inner_folds", type=int, default=None, metavar="K",
+                   help="validation folds drawn inside the " + ("training fold" if nested else "data")
+                   + " (default: 3, or one 20%% hold-out from 100,000 ratings on)")
+    p.add_argument("--validation-size", type=float, default=None, metavar="FRACTION",
+                   help="instead of validation folds, one hold-out of this share (faster, noisier)")
+    p.add_argument("--max-iterations", type=int, default=None, metavar="N",
+                   help="length of each validation fit, whose curve gives the iterations (default: 40; ranking 30)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``socialals`` command."""
     from . import __version__
@@ -550,6 +753,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to compute (default: %s); choose from %s; ranking metrics cost most"
                    % (" ".join(_DEFAULT_METRICS), ", ".join(METRICS)))
     c.add_argument("--output", metavar="FILE.csv", help="also write the table (means and _std columns) as CSV")
+    c.add_argument("--params", action="append", default=[], metavar="FILE.json",
+                   help="settings written by 'socialals tune' for the models it names (repeatable)")
+    c.add_argument("--tune", action="store_true",
+                   help="nested cross-validation: tune every model inside each training fold (on validation folds "
+                   "drawn there), then score it on the fold's test rows; prints each fold's chosen settings")
+    _add_tune_options(c, nested=True)
     c.set_defaults(func=_cmd_compare)
 
     f = sub.add_parser("fit", help="fit one model on all the ratings and save it",
@@ -557,7 +766,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(f, None, "random seed of the model's initialisation (default: 0)")
     f.add_argument("--model", required=True, help="ALS, RegularizedALS, SocialALS, FM or Popularity")
     f.add_argument("--out", required=True, metavar="FILE.npz", help="where to save the model")
+    f.add_argument("--params", action="append", default=[], metavar="FILE.json",
+                   help="settings written by 'socialals tune' (for this model; --param still overrides them)")
     f.set_defaults(func=_cmd_fit)
+
+    t = sub.add_parser("tune", help="search a model's hyperparameters on validation folds and write them as JSON",
+                       description="Search hyperparameters (reg, bias_reg, weighted_reg, alpha including 0, "
+                       "similarity, the ranking weights with --task ranking, and the iterations read off validation "
+                       "curves) on validation folds drawn inside the data, with Optuna (pip install "
+                       "'socialals[tune]'); write the best settings for 'fit --params' and 'compare --params'.")
+    _add_data_options(t, None, "seed of the validation folds, the sampler and the models (default: 0)")
+    t.add_argument("--model", required=True, nargs="+", metavar="MODEL",
+                   help="model(s) to tune; RegularizedALS is tuned before SocialALS and its best setting is a "
+                   "SocialALS trial with alpha=0")
+    t.add_argument("--output", required=True, metavar="FILE.json", help="where to write the chosen settings")
+    t.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2|LOW:HIGH",
+                   help="search these choices (alpha=0,1,3) or this log range (reg=1:30) instead of the default "
+                   "(repeatable); --param fixes a setting")
+    _add_tune_options(t, nested=False)
+    t.set_defaults(func=_cmd_tune)
 
     r = sub.add_parser("recommend", help="print a user's top-n items from a saved model",
                        description="Load a model saved by 'socialals fit' and print a user's top-n items.")

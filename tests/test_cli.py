@@ -436,3 +436,86 @@ def test_compare_progress_bar_on_a_terminal(monkeypatch):
     assert cli.main(["compare", *TINY, *FAST, "--models", "RegularizedALS"]) == 0
     text = fake.getvalue()
     assert "RegularizedALS fold 2/2" in text and "2/2" in text
+
+
+# ---------------------------------------------------------------------------- tune
+TUNE = ["--factors", "3", "--trials", "3", "--folds", "2", "--max-iterations", "6"]
+
+
+@pytest.fixture
+def params_file(capsys, tmp_path):
+    pytest.importorskip("optuna", reason="socialals tune needs the 'tune' extra (Optuna)")
+    out = tmp_path / "params.json"
+    assert cli.main(["tune", "--data", "synthetic", *TINY, *TUNE, "--model", "SocialALS", "RegularizedALS",
+                     "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out and "best" in captured.err  # progress: the best score so far
+    return out
+
+
+def test_tune_file_round_trips_into_fit_and_compare(capsys, tmp_path, params_file):
+    from socialals.tune import read_params
+
+    chosen = read_params(params_file)
+    assert set(chosen) == {"SocialALS", "RegularizedALS"} and chosen["SocialALS"]["factors"] == 3
+    model_path = tmp_path / "m.npz"
+    assert cli.main(["fit", "--data", "synthetic", *TINY, "--model", "SocialALS", "--params", str(params_file),
+                     "--out", str(model_path)]) == 0
+    fitted = socialals.load(model_path)
+    assert {k: fitted.get_params()[k] for k in chosen["SocialALS"]} == chosen["SocialALS"]
+    # --param still overrides the file
+    assert cli.main(["fit", "--data", "synthetic", *TINY, "--model", "SocialALS", "--params", str(params_file),
+                     "--param", "alpha=0.5", "--out", str(model_path)]) == 0
+    assert socialals.load(model_path).alpha == 0.5
+    capsys.readouterr()
+    assert cli.main(["compare", *TINY, "--folds", "2", "--models", "RegularizedALS", "SocialALS", "--metrics", "rmse",
+                     "--params", str(params_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"hyperparameters: {params_file} for " in out
+    assert f"reg={chosen['SocialALS']['reg']!r}" in out
+
+
+def test_params_file_errors_exit_2(capsys, tmp_path, params_file):
+    _fails(capsys, ["fit", "--data", "synthetic", *TINY, "--model", "ALS", "--params", str(params_file),
+                    "--out", str(tmp_path / "m.npz")], "holds settings for ['RegularizedALS', 'SocialALS'], not for ALS")
+    _fails(capsys, ["compare", *TINY, "--models", "SocialALS", "--params", str(params_file)],
+           "holds settings for ['RegularizedALS']", "which compare --models does not run")
+    doc = params_file.read_text().replace('"alpha"', '"alfa"')
+    (tmp_path / "bad.json").write_text(doc)
+    _fails(capsys, ["fit", "--data", "synthetic", *TINY, "--model", "SocialALS", "--params", str(tmp_path / "bad.json"),
+                    "--out", str(tmp_path / "m.npz")], "unknown parameter(s) ['alfa'] for SocialALS", "bad.json")
+    _fails(capsys, ["fit", "--data", "synthetic", *TINY, "--model", "SocialALS", "--params", str(tmp_path / "no.json"),
+                    "--out", str(tmp_path / "m.npz")], "no.json", "does not exist")
+
+
+def test_tune_errors_exit_2(capsys, tmp_path):
+    pytest.importorskip("optuna", reason="socialals tune needs the 'tune' extra (Optuna)")
+    out = str(tmp_path / "p.json")
+    base = ["tune", "--data", "synthetic", *TINY, "--model", "SocialALS", "--output", out]
+    _fails(capsys, [*base, "--budget", "0.000001"], "budget of 1e-06 s is too small for one trial of SocialALS")
+    _fails(capsys, [*base, "--grid", "regg=1,2"], "--grid: unknown parameter(s) ['regg']")
+    _fails(capsys, [*base, "--grid", "reg=a:b"], "--grid 'reg=a:b'")
+    _fails(capsys, [*base, "--grid", "iterations=5,10"], "'iterations' cannot be searched")
+    _fails(capsys, [*base, "--param", "alfa=1"], "--param: no model of ['SocialALS'] has the parameter(s) ['alfa']")
+    _fails(capsys, [*base, "--budget", "-1"], "--budget must be")
+    _fails(capsys, ["compare", *TINY, "--budget", "5"], "--budget and --trials need --tune")
+    _fails(capsys, ["compare", *TINY, "--tune", "--params", out], "give --tune", "or --params")
+    _fails(capsys, ["compare", *TINY, "--tune", "--iterations", "5"], "give --max-iterations instead of --iterations")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_tune_without_optuna_names_the_extra(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    _fails(capsys, ["tune", "--data", "synthetic", *TINY, "--model", "SocialALS", "--output", str(tmp_path / "p.json")],
+           "pip install 'socialals[tune]'")
+
+
+def test_compare_tune_reports_the_settings_of_every_fold(capsys):
+    pytest.importorskip("optuna", reason="compare --tune needs the 'tune' extra (Optuna)")
+    assert cli.main(["compare", *TINY, "--folds", "2", "--factors", "3", "--tune", "--trials", "2", "--inner-folds", "2",
+                     "--max-iterations", "5", "--models", "ALS", "SocialALS", "--metrics", "rmse"]) == 0
+    out = capsys.readouterr().out
+    assert "tuned inside each training fold" in out
+    for model in ("ALS", "SocialALS"):
+        for fold in (1, 2):
+            assert f"{model:<22} fold {fold}: " in out
