@@ -119,6 +119,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
             order={side: _kernels.row_order(np.diff(M.indptr), k) for side, M in (("user", data.R), ("item", data.Rt))},
             cache={},  # what a Dask cluster holds for this fit (socialals._dask)
         )
+        del U, V  # fit owns the factors: locals would keep the first ones alive through every sweep
         self._prepare(fit)
         solve = solve_held if isinstance(data.R, ClusterRows) else solve_rows  # a Dask frame's blocks
         limit = threadpool_limits(limits=1, user_api="blas")
@@ -386,10 +387,11 @@ class RegularizedALS(_ALSFamily):
             # λ_i: the row's count with ALS-WR weighting, else 1; the bias column gets λ_b λ_i
             scale = np.diff(M.indptr).astype(np.float64) if self.weighted_reg else np.ones(M.shape[0])
             fit.lam[side] = (lam * scale, lam_b * scale)
-            d = np.repeat(fit.lam[side][0][:, None], fit.kk, axis=1)
+            d = np.empty((M.shape[0], fit.kk), dtype=fit.dtype)  # in the model's dtype: no float64 copy
+            d[:] = fit.lam[side][0][:, None]
             if fit.biases:
                 d[:, k] = fit.lam[side][1]
-            fit.diag[side] = d.astype(fit.dtype, copy=False)
+            fit.diag[side] = d
 
     def _fold_in_state(self, fit, new) -> None:
         if fit.biases:  # the fitted model's mean and item biases, not the new users'
@@ -535,12 +537,15 @@ class SocialALS(RegularizedALS):
         self._check_choice("similarity", (None, "vss", "pcc"))
 
     def _social_weights(self, data: Dataset) -> Optional[sp.csr_matrix]:
+        """W of the fit's links; the edge arrays are dropped from ``data`` once W holds the graph."""
         if not data.has_social:
             return None
         w = data.social_weight
         if self.similarity is not None:
             w = w * data.edge_similarity(self.similarity)
-        return symmetric_weights(data.n_users, data.social_src, data.social_dst, w).tocsr()
+        W = symmetric_weights(data.n_users, data.social_src, data.social_dst, w).tocsr()
+        data.social_src = data.social_dst = data.social_weight = None  # a fit's own Dataset: W replaces them
+        return W
 
     # Everything social: W and its degrees (here), α W U (``_system``), the term (``_objective``).
     def _prepare(self, fit) -> None:

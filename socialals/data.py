@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import _build
+from ._config import compiled_or_reference
 from .exceptions import DataWarning
 
 __all__ = ["Columns", "Dataset", "build_dataset", "clean_social", "factorize_labels", "merge_duplicate_ratings", "ratings_from_sparse",
@@ -258,7 +260,7 @@ def factorize_labels(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
         codes, uniques = pd.factorize(values, sort=True)
     except TypeError:  # mixed, incomparable labels: keep first-seen order
         codes, uniques = pd.factorize(values, sort=False)
-    return codes.astype(np.int64), pd.Index(uniques)
+    return codes.astype(np.int64, copy=False), pd.Index(uniques)
 
 
 def build_dataset(
@@ -333,21 +335,17 @@ def build_dataset(
     items_raw = _check_labels(ratings, c.item, "ratings")
     values = _check_numeric(ratings, c.rating, "ratings")
 
-    u_codes, users = factorize_labels(users_raw)
-    u_codes = _narrow(u_codes)  # 32-bit codes: a 64-bit copy of each would double the transient memory
-    i_codes, items = factorize_labels(items_raw)
-    i_codes = _narrow(i_codes)
+    u_codes, users = _label_codes(users_raw)  # 32-bit codes, one column at a time
+    i_codes, items = _label_codes(items_raw)
     n_rated = len(users)
 
     src = dst = w = None
     if include_social_users and social is not None:
         src, dst, w, users = _social_edges(social, users, c)
 
-    n_users, n_items = len(users), len(items)
-    R = _rating_matrix(u_codes, i_codes, values, n_users, n_items, np.dtype(dtype))
-    del u_codes, i_codes, values
-    Rt = R.T.tocsr()
-    Rt.sort_indices()
+    codes = [u_codes, i_codes]
+    del u_codes, i_codes  # the builder frees the codes as soon as it has sorted them
+    R, Rt = _rating_matrices(codes, values, len(users), len(items), np.dtype(dtype))
     return Dataset(
         users=users,
         items=items,
@@ -363,6 +361,41 @@ def build_dataset(
 
 def _narrow(codes: np.ndarray) -> np.ndarray:
     return codes.astype(np.int32) if len(codes) and codes.max() < 2**31 - 1 else codes
+
+
+def _label_codes(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """:func:`factorize_labels` with the codes in 32 bits where they fit; integer labels of a
+    compact range are coded without 64-bit codes (see :mod:`socialals._build`)."""
+    fast = compiled_or_reference("label_codes", lambda: _build.int_label_codes(values), lambda: None)
+    if fast is not None:
+        return fast[0], pd.Index(fast[1])
+    codes, uniques = factorize_labels(values)
+    return _narrow(codes), uniques
+
+
+def _rating_matrices(codes: list, values, n_users, n_items, dtype) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """CSR of the ratings and of their transpose (sorted indices, 32-bit where they fit);
+    duplicate (user, item) pairs merged into their mean with a counted warning.
+
+    ``codes`` is the list ``[user_codes, item_codes]``, emptied here so that the codes are
+    freed once sorted. Compiled, the pair is built by counting sorts that never hold more
+    than the finished pair (:mod:`socialals._build`); the reference is
+    :func:`_rating_matrix` and a transpose (the same data, bit for bit).
+    """
+    def reference():
+        u_codes, i_codes = codes
+        codes.clear()
+        stats = []
+        R = _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=stats)
+        Rt = R.T.tocsr()
+        Rt.sort_indices()
+        return R, Rt, stats[0] if stats else None
+
+    R, Rt, merged = compiled_or_reference(
+        "rating_matrix", lambda: _build.rating_pair(codes, values, n_users, n_items, dtype), reference)
+    if merged is not None and merged[0]:
+        _warn(_duplicates_message("ratings", *merged), stacklevel=3)
+    return R, Rt
 
 
 def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=None) -> sp.csr_matrix:
@@ -425,8 +458,8 @@ def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
     if len(extra):
         _, extra = factorize_labels(np.asarray(extra))
         users = users.append(extra)
-    src = users.get_indexer(a).astype(np.int64)
-    dst = users.get_indexer(b).astype(np.int64)
+    src = users.get_indexer(a).astype(np.int64, copy=False)
+    dst = users.get_indexer(b).astype(np.int64, copy=False)
 
     keep = _edges_to_keep(src * len(users) + dst, src == dst, "social", stacklevel=4)
     return _narrow(src[keep]), _narrow(dst[keep]), w[keep], users

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from . import _kernels
-from ._config import njit
+from . import _build, _kernels
+from ._config import compiled_or_reference, njit
 
 if _kernels.numba_available:
     from numba import prange
@@ -80,9 +80,18 @@ def edge_similarity(R: sp.csr_matrix, src: np.ndarray, dst: np.ndarray, kind: st
 def symmetric_weights(n_users: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> sp.csr_matrix:
     """``W = (S + S^T) / 2`` as CSR with sorted indices and no explicit zeros.
 
-    Built in one coordinate-to-CSR conversion of both directions (the halves of a link
-    given both ways add up), with 32-bit indices where they fit: no S, Sᵀ and sum copies.
+    Compiled, both halves of every link are scattered straight into W's rows, which are
+    then sorted and merged in place (:func:`socialals._build.symmetric_weights`): W's own
+    bytes and no coordinate copy. The reference is one coordinate-to-CSR conversion of
+    both directions (the halves of a link given both ways add up), with 32-bit indices
+    where they fit. The two agree bit for bit on links without repeats (a fit's links).
     """
+    W = compiled_or_reference("social_weights", lambda: _build.symmetric_weights(n_users, src, dst, weight),
+                              lambda: None)
+    return W if W is not None else _symmetric_weights(n_users, src, dst, weight)
+
+
+def _symmetric_weights(n_users, src, dst, weight) -> sp.csr_matrix:
     n = len(src)
     data = np.empty(2 * n)
     data[:n] = weight
