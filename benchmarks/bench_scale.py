@@ -11,7 +11,14 @@ tiny fit, resets the peak-RSS mark (``/proc/self/clear_refs``), fits, and reads
 ``VmHWM`` from ``/proc/self/status``:
 
 * ``local``: ``SocialALS(factors=k, n_jobs=2)``, seconds per iteration and peak RSS next to
-  the ratings' bytes (user, item, rating: 24 bytes a rating) and the factors' bytes;
+  the ratings' bytes (user, item, rating: 24 bytes a rating, the caller's int64/int64/float64
+  frame) and the factors' bytes. Two ratios: ``(peak - baseline)`` counts from the RSS
+  before the data were made, so it includes the caller's own frames (the ratings frame
+  *is* 1x the ratings' bytes); ``fit adds`` counts from the RSS just before ``fit`` (after
+  ``gc.collect()`` and glibc's ``malloc_trim``, so that the generator's freed memory is
+  not counted), the memory the fit itself takes. A float64 fit keeps the ratings both
+  ways with 32-bit indices (12 bytes a rating each way: 1x the ratings' bytes again), so
+  ``(peak - baseline)`` cannot go below 2x plus the factors and the solver's rows;
 * ``cluster``: the same fit inside ``joblib.parallel_config(backend="dask")`` on
   ``LocalCluster(n_workers=2, threads_per_worker=1)``, beside a local fit of the same data
   in the same process; bytes shipped per iteration as Dask's scheduler reports them
@@ -105,6 +112,25 @@ def _peak_mb() -> float:
     return float("nan")
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _release_freed() -> None:
+    """Hand freed heap memory back to the system (glibc only) so RSS counts live data."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import warnings
@@ -123,10 +149,13 @@ def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
     n_items = int(ratings.item.nunique())
     out = {"kind": kind, "ratings": len(ratings), "users": n_users, "items": n_items, "links": len(social), "k": k,
            "ratings_MB": len(ratings) * 24 / 2**20, "factors_MB": (n_users + n_items) * k * 8 / 2**20,
+           "frames_MB": (ratings.memory_usage(index=False).sum() + social.memory_usage(index=False).sum()) / 2**20,
            "baseline_MB": base_mb}
     if kind == "frame":
         return _frame(out, ratings, social, make, tiny_r, tiny_s, iterations)
     if kind == "local":
+        _release_freed()
+        out["before_fit_MB"] = _rss_mb()
         out["peak_reset"] = _peak_reset()
         m = make(iterations).fit(ratings, social)
         out["s_per_iter"] = m.fit_seconds_ / m.n_iter_
@@ -227,9 +256,14 @@ def main(argv=None):
         local["peak / (ratings+factors)"] = local["peak_MB"] / (local["ratings_MB"] + local["factors_MB"])
         local["(peak - baseline) / (ratings+factors)"] = (local["peak_MB"] - local["baseline_MB"]) / (
             local["ratings_MB"] + local["factors_MB"])
+        local["fit adds / (ratings+factors)"] = (local["peak_MB"] - local["before_fit_MB"]) / (
+            local["ratings_MB"] + local["factors_MB"])
         cols = ["ratings", "users", "items", "links", "s_per_iter", "ratings x", "time x", "ratings_MB", "factors_MB",
-                "baseline_MB", "peak_MB", "peak / (ratings+factors)", "(peak - baseline) / (ratings+factors)"]
-        lines += ["local threads", local[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"), ""]
+                "frames_MB", "baseline_MB", "before_fit_MB", "peak_MB", "peak / (ratings+factors)",
+                "(peak - baseline) / (ratings+factors)", "fit adds / (ratings+factors)"]
+        lines += ["local threads (MB are MiB; baseline: RSS before the data were made; before_fit: RSS just before "
+                  "fit, the caller's frames_MB included)",
+                  local[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"), ""]
     for r in rows:
         if r["kind"] != "cluster":
             continue

@@ -50,31 +50,41 @@ def edge_similarity(R: sp.csr_matrix, src: np.ndarray, dst: np.ndarray, kind: st
     """
     if kind not in ("vss", "pcc"):
         raise ValueError(f"similarity must be None, 'vss' or 'pcc'; got {kind!r}.")
-    R = sp.csr_matrix(R, dtype=np.float64)
+    R = sp.csr_matrix(R)
+    counts = np.diff(R.indptr)
+    values = R.data.astype(np.float64, copy=False)
     if kind == "pcc":
-        counts = np.diff(R.indptr)
-        sums = np.bincount(np.repeat(np.arange(R.shape[0]), counts), weights=R.data, minlength=R.shape[0])
+        sums = np.bincount(np.repeat(np.arange(R.shape[0]), counts), weights=values, minlength=R.shape[0])
         means = np.divide(sums, counts, out=np.zeros(R.shape[0]), where=counts > 0)
-        X = R.copy()
-        X.data = R.data - np.repeat(means, counts)
-    else:
-        X = R
-    B = R.copy()
-    B.data = np.ones_like(R.data)
-    X2 = X.copy()
-    X2.data = X.data**2
+        values = values - np.repeat(means, counts)
 
-    Xs, Xd = X[src], X[dst]
-    num = np.asarray(Xs.multiply(Xd).sum(axis=1)).ravel()
-    ns = np.asarray(X2[src].multiply(B[dst]).sum(axis=1)).ravel()
-    nd = np.asarray(X2[dst].multiply(B[src]).sum(axis=1)).ravel()
-    co = np.asarray(B[src].multiply(B[dst]).sum(axis=1)).ravel()
+    def like_r(data):  # R's pattern (indices shared, not copied) with other values
+        return sp.csr_matrix((data, R.indices, R.indptr), shape=R.shape)
+
+    X, X2, B = like_r(values), like_r(values**2), like_r(np.ones(len(values)))
+    num, ns, nd, co = (np.empty(len(src)) for _ in range(4))
+    # the rows of the linked users are gathered a bounded slice of links at a time (each
+    # link's sums are its own, so the slices change nothing)
+    reach = np.cumsum(counts[src] + counts[dst])
+    for lo, hi in _slices(reach, max(1 << 20, R.nnz // 4)):
+        s, d = src[lo:hi], dst[lo:hi]
+        num[lo:hi] = np.asarray(X[s].multiply(X[d]).sum(axis=1)).ravel()
+        ns[lo:hi] = np.asarray(X2[s].multiply(B[d]).sum(axis=1)).ravel()
+        nd[lo:hi] = np.asarray(X2[d].multiply(B[s]).sum(axis=1)).ravel()
+        co[lo:hi] = np.asarray(B[s].multiply(B[d]).sum(axis=1)).ravel()
     denom = np.sqrt(ns) * np.sqrt(nd)
     ok = (co > 0) & (denom > 0)
     x = np.divide(num, denom, out=np.zeros_like(num), where=ok)
     x = np.clip(x, -1.0, 1.0)
     sim = (x + 1.0) / 2.0 if kind == "pcc" else np.clip(x, 0.0, 1.0)
     return np.where(ok, sim, NO_EVIDENCE_SIMILARITY)
+
+
+def _slices(reach: np.ndarray, size: int):
+    """``(lo, hi)`` ranges of links whose cumulative row lengths ``reach`` grow by about ``size``."""
+    cuts = np.searchsorted(reach, np.arange(size, reach[-1] if len(reach) else 0, size), side="right")
+    bounds = np.unique(np.concatenate([[0], cuts, [len(reach)]]))
+    return zip(bounds[:-1], bounds[1:])
 
 
 def symmetric_weights(n_users: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> sp.csr_matrix:
