@@ -17,6 +17,9 @@ Usage::
 
     python benchmarks/bench_memory.py                   # the issue's case
     python benchmarks/bench_memory.py --ratings 1000000 --users 20000 --items 5000 --links 200000
+    python benchmarks/bench_memory.py --ratings 1000000 --users 20000 --items 5000 --links 200000 \
+        --similarity pcc --models SocialALS --dtypes float32      # link similarities from co-rated items
+    python benchmarks/bench_memory.py --tree ../other-checkout    # another version of the library
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ rng = np.random.default_rng(0)
 tiny = pd.DataFrame({"user": rng.integers(0, 50, 500).astype(np.int32), "item": rng.integers(0, 40, 500).astype(np.int32),
                      "rating": rng.integers(1, 6, 500).astype(np.float32)})
 cls = SocialALS if a["model"] == "SocialALS" else RegularizedALS
-make = lambda it: cls(factors=a["k"], iterations=it, dtype=a["dtype"], random_state=0, n_jobs=2)
+extra = {"similarity": a["similarity"]} if cls is SocialALS else {}
+make = lambda it: cls(factors=a["k"], iterations=it, dtype=a["dtype"], random_state=0, n_jobs=2, **extra)
 make(1).fit(tiny, pd.DataFrame({"user": np.arange(10), "friend": np.arange(1, 11)}))  # compile first
 key = rng.choice(a["users"] * a["items"], a["ratings"], replace=False)  # distinct pairs: no duplicate merge
 ratings = pd.DataFrame({"user": (key // a["items"]).astype(np.int32), "item": (key % a["items"]).astype(np.int32),
@@ -78,6 +82,7 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["SocialALS", "RegularizedALS"])
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    ap.add_argument("--similarity", default=None, choices=["vss", "pcc"], help="SocialALS's similarity (default None)")
     ap.add_argument("--tree", default=str(ROOT), help="the checkout to measure (default: this one)")
     args = ap.parse_args(argv)
     print(f"{'model':15} {'dtype':8} {'ratings':>10} {'raw MiB':>8} {'budget MiB':>11} {'+ 2x W MiB':>11} "

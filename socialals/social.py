@@ -66,7 +66,7 @@ def edge_similarity(R: sp.csr_matrix, src: np.ndarray, dst: np.ndarray, kind: st
     # the rows of the linked users are gathered a bounded slice of links at a time (each
     # link's sums are its own, so the slices change nothing)
     reach = np.cumsum(counts[src] + counts[dst])
-    for lo, hi in _slices(reach, max(1 << 20, R.nnz // 4)):
+    for lo, hi in _slices(reach, max(1 << 18, R.nnz // 16)):
         s, d = src[lo:hi], dst[lo:hi]
         num[lo:hi] = np.asarray(X[s].multiply(X[d]).sum(axis=1)).ravel()
         ns[lo:hi] = np.asarray(X2[s].multiply(B[d]).sum(axis=1)).ravel()
