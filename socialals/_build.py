@@ -223,15 +223,6 @@ def rating_pair(codes: list, values: np.ndarray, n_users: int, n_items: int, dty
 
 # ---------------------------------------------------------------------------- W
 @njit()
-def _degrees(src, dst, n):  # pragma: no cover - compiled
-    counts = np.zeros(n, np.int64)
-    for e in range(len(src)):
-        counts[src[e]] += 1
-        counts[dst[e]] += 1
-    return counts
-
-
-@njit()
 def _fill_weights(src, dst, weight, indptr, cols, vals):  # pragma: no cover - compiled
     """Both halves of every link into the rows; each row sorted, the halves of a link
     given both ways added, zeros dropped, rows packed to the front. Rewrites ``indptr``
@@ -287,7 +278,7 @@ def symmetric_weights(n_users: int, src: np.ndarray, dst: np.ndarray, weight: np
         return None
     if len(src) and min(src.min(), dst.min()) < 0 or len(src) and max(src.max(), dst.max()) >= n_users:
         return None  # the reference names the problem
-    indptr = _indptr(_degrees(src, dst, n_users), np.int32)
+    indptr = _indptr(_count(src, n_users) + _count(dst, n_users), np.int32)
     cols, vals = np.empty(2 * len(src), np.int32), np.empty(2 * len(src), np.float64)
     nnz = _fill_weights(src, dst, weight, indptr, cols, vals)
     W = sp.csr_matrix((_shrink(vals, nnz), _shrink(cols, nnz), indptr), shape=(n_users, n_users))
