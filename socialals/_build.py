@@ -36,25 +36,19 @@ _SPARE_SLOTS = 1 << 16
 
 # ---------------------------------------------------------------------------- labels
 @njit()
-def _int_codes(values, lo, span):  # pragma: no cover - compiled
-    rank = np.zeros(span, np.int32)
+def _int_codes(values, lo, rank, codes):  # pragma: no cover - compiled
+    """``rank[v - lo]``: the rank of label v among the labels present (-1: absent); codes."""
     for v in values:
         rank[v - lo] = 1
     n = 0
-    for j in range(span):
+    for j in range(len(rank)):
         if rank[j]:
             rank[j] = n
             n += 1
         else:
             rank[j] = -1
-    offsets = np.empty(n, np.int64)
-    for j in range(span):
-        if rank[j] >= 0:
-            offsets[rank[j]] = j
-    codes = np.empty(len(values), np.int32)
     for e in range(len(values)):
         codes[e] = rank[values[e] - lo]
-    return codes, offsets
 
 
 def int_label_codes(values: np.ndarray):
@@ -69,8 +63,9 @@ def int_label_codes(values: np.ndarray):
     span = hi - lo + 1
     if span > len(values) + _SPARE_SLOTS or span >= 2**31 - 1:
         return None
-    codes, offsets = _int_codes(values, lo, span)
-    return codes, (offsets + lo).astype(values.dtype)
+    rank, codes = np.zeros(span, np.int32), np.empty(len(values), np.int32)  # allocated here: traced like the rest
+    _int_codes(values, lo, rank, codes)
+    return codes, (np.flatnonzero(rank >= 0) + lo).astype(values.dtype)
 
 
 # ---------------------------------------------------------------------------- the CSR pair
