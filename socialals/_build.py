@@ -23,6 +23,8 @@ bit for bit either way.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -66,6 +68,27 @@ def int_label_codes(values: np.ndarray):
     rank, codes = np.zeros(span, np.int32), np.empty(len(values), np.int32)  # allocated here: traced like the rest
     _int_codes(values, lo, rank, codes)
     return codes, (np.flatnonzero(rank >= 0) + lo).astype(values.dtype)
+
+
+# ---------------------------------------------------------------------------- exact sums
+@njit()
+def _exponent_sums(values, shift0, hi, lo):  # pragma: no cover - compiled
+    for v in values:
+        x = np.float64(v)
+        if x != 0:
+            mant, expo = math.frexp(x)
+            sig = np.int64(mant * 9007199254740992.0)  # 2**53: exact
+            s = expo - 53 + shift0
+            hi[s] += sig >> 26
+            lo[s] += sig & 67108863  # 2**26 - 1: sig = hi * 2**26 + lo
+
+
+def exponent_sums(values: np.ndarray, shift0: int):
+    """Per shift ``s = exponent - 53 + shift0``, the sums of the high and low 26-bit halves
+    of the 53-bit integer significands of the finite ``values`` (int64 arrays indexed by s)."""
+    hi, lo = np.zeros(2200, np.int64), np.zeros(2200, np.int64)
+    _exponent_sums(np.ravel(values), shift0, hi, lo)
+    return hi, lo
 
 
 # ---------------------------------------------------------------------------- the CSR pair

@@ -129,8 +129,19 @@ def exact_sum(values: np.ndarray) -> int:
     Each value is an integer significand times a power of two; the significands are
     summed exactly per exponent (in two 26-bit halves, int64). Sums of blocks add up to
     the sum of the whole, whatever the blocks: the client's reduction of a Dask fit's
-    blocks equals the local fit's number.
+    blocks equals the local fit's number. Compiled, one pass without temporaries
+    (:func:`socialals._build.exponent_sums`); the reference below holds several
+    full-size arrays (an exact sum is one number, so both give the same).
     """
+    sums = compiled_or_reference("exact_sum", lambda: _build.exponent_sums(values, _EXACT_SHIFT), lambda: None)
+    if sums is None:
+        return _exact_sum(values)
+    hi, lo = sums
+    return sum(((int(hi[s]) << 26) + int(lo[s])) << s for s in np.flatnonzero(hi | lo).tolist())
+
+
+def _exact_sum(values: np.ndarray) -> int:
+    """The reference of :func:`exact_sum`."""
     x = np.asarray(values, dtype=np.float64).ravel()
     x = x[x != 0]
     if not len(x):

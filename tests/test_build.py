@@ -186,3 +186,22 @@ def test_socialals_drops_the_edge_arrays_once_w_exists():
         warnings.simplefilter("ignore", DataWarning)
         model.fit(ratings, social)
     assert seen["edges"] is None and seen["W"].nnz > 0
+
+
+@needs_numba
+def test_exact_sum_in_one_pass_equals_the_reference_and_fractions():
+    from fractions import Fraction
+
+    from socialals.data import _EXACT_SHIFT, _exact_sum, exact_sum
+
+    rng = np.random.default_rng(4)
+    cases = [rng.normal(size=2000) * 10.0 ** rng.integers(-300, 300, 2000),
+             rng.integers(1, 6, 3000).astype(np.float32),
+             np.array([5e-324, -5e-324, 1e308, 1e308, -2.5, 0.0, -0.0]),
+             np.array([]),
+             rng.normal(size=(20, 9))[:, ::2]]
+    for values in cases:
+        with config_context(compiled=True):
+            got = exact_sum(values)
+        assert got == _exact_sum(values)
+        assert Fraction(got, 2**_EXACT_SHIFT) == sum((Fraction(float(v)) for v in np.ravel(values)), Fraction(0))
