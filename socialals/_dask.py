@@ -48,7 +48,7 @@ import numpy as np
 from . import _blocks
 from ._config import get_config
 from .data import Dataset, exact_mean
-from .exceptions import DivergenceError
+from ._linalg import check_finite
 
 __all__ = ["solve_on_cluster", "require_distributed", "is_dask_frame", "cluster_dataset", "solve_held", "ClusterRows",
            "on_ratings"]
@@ -233,13 +233,7 @@ def solve_held(system, order=None, *, want_sse=False, n_jobs=None, cache=None):
         sse = np.zeros((rows.shape[0], 1 if goals is None else len(goals)))
     with np.errstate(all="ignore"):
         solve_on_cluster(rows.client, system, X, sse, cache, None)
-    if not np.isfinite(X).all():
-        bad = int((~np.isfinite(X).all(axis=1)).sum())
-        raise DivergenceError(
-            f"The ALS half-step produced non-finite factors for {bad} row(s) on the Dask cluster: the ratings "
-            "or weights are too large for the chosen dtype, or the problem is badly scaled. Rescale the "
-            "ratings, use dtype='float64' or a larger 'reg'."
-        )
+    check_finite(X, " on the Dask cluster")
     return X, sse
 
 

@@ -27,7 +27,7 @@ from joblib import effective_n_jobs
 from ._config import compiled_or_reference
 from .exceptions import DivergenceError
 
-__all__ = ["RowSystem", "solve_rows", "solve_reference"]
+__all__ = ["RowSystem", "solve_rows", "solve_reference", "check_finite"]
 
 
 @dataclass
@@ -138,11 +138,15 @@ def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, 
 
     with np.errstate(all="ignore"):
         compiled_or_reference("als_half_step", compiled, reference)
+    check_finite(X)
+    return X, sse
+
+
+def check_finite(X: np.ndarray, where: str = "") -> None:
+    """:class:`~socialals.DivergenceError` when a half-step's solution ``X`` is not finite."""
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X).all(axis=1)).sum())
         raise DivergenceError(
-            f"The ALS half-step produced non-finite factors for {bad} row(s): the ratings or weights are "
+            f"The ALS half-step produced non-finite factors for {bad} row(s){where}: the ratings or weights are "
             "too large for the chosen dtype, or the problem is badly scaled. Rescale the ratings, use "
-            "dtype='float64' or a larger 'reg'."
-        )
-    return X, sse
+            "dtype='float64' or a larger 'reg'.")
