@@ -239,7 +239,11 @@ def _numeric_values(frame: pd.DataFrame, col: str, nonnegative: bool = False):
         return None, "type", bad
     # a float32 column stays float32 (exact either way; half the transient memory)
     keep = np.float32 if dtype == np.float32 else np.float64
-    values = raw.to_numpy(dtype=keep, na_value=np.nan)
+    if isinstance(dtype, np.dtype) and dtype == keep:  # no copy (pandas < 2 copies whenever na_value is given)
+        values = raw.to_numpy().view()
+        values.flags.writeable = False  # the caller's column: read only
+    else:
+        values = raw.to_numpy(dtype=keep, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
         return None, "finite", bad
