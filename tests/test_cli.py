@@ -92,13 +92,9 @@ def test_fit_task_ranking_saves_the_ranking_model(capsys, tmp_path):
     assert info.value.code == 2 and "--task" in capsys.readouterr().err
 
 
-def test_compare_subset_and_aliases(capsys, tmp_path):
-    out = tmp_path / "t.csv"
-    assert cli.main(["compare", *TINY, *FAST, "--models", "socialals", "ALS", "--output", str(out)]) == 0
-    assert pd.read_csv(out)["model"].tolist() == ["SocialALS", "ALS"]
-
-
-def test_compare_uses_the_tuned_defaults(capsys, monkeypatch):
+@pytest.fixture
+def made_params(monkeypatch):
+    """The parameters of every model the command line makes, by model name."""
     seen = {}
     real = cli.make_model
 
@@ -108,6 +104,17 @@ def test_compare_uses_the_tuned_defaults(capsys, monkeypatch):
         return model
 
     monkeypatch.setattr(cli, "make_model", spy)
+    return seen
+
+
+def test_compare_subset_and_aliases(capsys, tmp_path):
+    out = tmp_path / "t.csv"
+    assert cli.main(["compare", *TINY, *FAST, "--models", "socialals", "ALS", "--output", str(out)]) == 0
+    assert pd.read_csv(out)["model"].tolist() == ["SocialALS", "ALS"]
+
+
+def test_compare_uses_the_tuned_defaults(capsys, made_params):
+    seen = made_params
     assert cli.main(["compare", *TINY, "--folds", "2", "--factors", "4", "--models", "SocialALS", "--seed", "7"]) == 0
     expected = defaults_for("synthetic", "SocialALS")
     assert expected  # the synthetic entry has tuned settings
@@ -308,16 +315,8 @@ def test_compare_metrics_option_skips_ranking(capsys, tmp_path, monkeypatch):
     _fails(capsys, ["compare", *TINY, "--metrics", "auc"], "--metrics", "'auc'")
 
 
-def test_compare_param_reaches_the_models_that_have_it(capsys, monkeypatch):
-    seen = {}
-    real = cli.make_model
-
-    def spy(name, data_key, **kwargs):
-        model = real(name, data_key, **kwargs)
-        seen[name] = model.get_params()
-        return model
-
-    monkeypatch.setattr(cli, "make_model", spy)
+def test_compare_param_reaches_the_models_that_have_it(capsys, made_params):
+    seen = made_params
     argv = ["compare", *TINY, *FAST, "--models", "ALS", "SocialALS", "--param", "alpha=0.5", "--param", "factors=2"]
     assert cli.main(argv) == 0
     assert seen["SocialALS"]["alpha"] == 0.5 and seen["SocialALS"]["factors"] == 2
