@@ -64,7 +64,6 @@ __all__ = [
     "REGISTRY",
     "RemoteArchive",
     "fetch",
-    "file_sha256",
     "get_data_home",
     "identify_files",
     "load_ciao",
@@ -199,17 +198,6 @@ KNOWN_FILES = {
 }
 
 
-def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """The SHA-256 of a file (lower-case hex), read once in chunks of ``chunk_size`` bytes."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Identification:
     """A local copy of a published data set, recognised by :func:`identify_files`.
@@ -230,7 +218,7 @@ def identify_files(ratings: PathLike, social: Optional[PathLike]) -> Optional[Id
     """Which published data set a ratings file and a trust file are, by their content.
 
     A file is hashed only when its size is that of a known file, and then read once
-    (:func:`file_sha256`); both files must match the same data set of
+    (:func:`pooch.file_hash`); both files must match the same data set of
     :data:`KNOWN_FILES`. Names do not matter: a renamed copy is recognised, a copy with
     one changed byte is not.
 
@@ -259,14 +247,17 @@ def identify_files(ratings: PathLike, social: Optional[PathLike]) -> Optional[Id
         sizes = [path.stat().st_size for path in paths]
     except OSError:
         return None
-    digests: dict = {}
+    import pooch
+
+    found = None  # the files' digests, read once, only when some known data set has their sizes
     for name, known in KNOWN_FILES.items():
         if [k.size for k in known] != sizes:
             continue
-        try:
-            found = [digests.setdefault(path, file_sha256(path)) for path in paths]
-        except OSError:
-            return None
+        if found is None:
+            try:
+                found = [pooch.file_hash(str(path)) for path in paths]
+            except OSError:
+                return None
         if found == [k.sha256 for k in known]:
             return Identification(name, tuple((k.name, d) for k, d in zip(known, found)))
     return None

@@ -7,12 +7,13 @@ import hashlib
 import shutil
 import warnings
 
+import pooch
 import pytest
 
 import socialals
 from socialals import cli, datasets
 from socialals._defaults import DEFAULTS
-from socialals.datasets import KnownFile, file_sha256, identify_files
+from socialals.datasets import KnownFile, identify_files
 from socialals.exceptions import DataWarning
 from socialals.io import load_data
 
@@ -23,7 +24,7 @@ TRUST = "1 2 1\n2 3 1\n"
 
 
 def _known(*paths):
-    """The KNOWN_FILES entry of these files, computed independently of file_sha256."""
+    """The KNOWN_FILES entry of these files, computed independently of the library (hashlib)."""
     return tuple(KnownFile(p.name, p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths)
 
 
@@ -42,15 +43,6 @@ def _load(path, social=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         return load_data(str(path), None if social is None else str(social), explain=True)
-
-
-def test_file_sha256_streams_to_hashlib_digest(tmp_path):
-    path = tmp_path / "blob.bin"
-    data = bytes(range(256)) * 1000 + b"tail"
-    path.write_bytes(data)
-    expected = hashlib.sha256(data).hexdigest()
-    assert file_sha256(path) == expected
-    assert file_sha256(path, chunk_size=7) == expected  # many chunks, a ragged last one
 
 
 def test_a_renamed_copy_is_recognised_and_a_changed_copy_is_not(tiny_release, tmp_path):
@@ -80,9 +72,19 @@ def test_a_renamed_copy_is_recognised_and_a_changed_copy_is_not(tiny_release, tm
 def test_files_of_another_size_are_not_hashed(tiny_release, tmp_path, monkeypatch):
     (tmp_path / "big.txt").write_text(RATINGS * 3)
     calls = []
-    monkeypatch.setattr(datasets, "file_sha256", lambda path, *a: calls.append(path) or "0" * 64)
+    monkeypatch.setattr(pooch, "file_hash", lambda path, *a, **k: calls.append(path) or "0" * 64)
     assert identify_files(tmp_path / "big.txt", tiny_release / "trust.txt") is None
     assert calls == []
+
+
+def test_files_are_hashed_once_however_many_known_sets_share_their_sizes(tiny_release, monkeypatch):
+    same_sizes = tuple(KnownFile(k.name, k.size, "f" * 64) for k in datasets.KNOWN_FILES["filmtrust"])
+    monkeypatch.setattr(datasets, "KNOWN_FILES", {"lookalike": same_sizes, **datasets.KNOWN_FILES})  # tried first
+    calls = []
+    real = pooch.file_hash
+    monkeypatch.setattr(pooch, "file_hash", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    assert identify_files(tiny_release / "ratings.txt", tiny_release / "trust.txt").name == "filmtrust"
+    assert sorted(calls) == sorted(str(tiny_release / f) for f in ("ratings.txt", "trust.txt"))
 
 
 def test_the_reasons_of_the_other_kinds_of_data(tiny_release, tmp_path, monkeypatch):
