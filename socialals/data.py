@@ -133,11 +133,11 @@ def exact_sum(values: np.ndarray) -> int:
     (:func:`socialals._build.exponent_sums`); the reference below holds several
     full-size arrays (an exact sum is one number, so both give the same).
     """
-    sums = compiled_or_reference("exact_sum", lambda: _build.exponent_sums(values, _EXACT_SHIFT), lambda: None)
-    if sums is None:
-        return _exact_sum(values)
-    hi, lo = sums
-    return sum(((int(hi[s]) << 26) + int(lo[s])) << s for s in np.flatnonzero(hi | lo).tolist())
+    def compiled():
+        hi, lo = _build.exponent_sums(values, _EXACT_SHIFT)
+        return sum(((int(hi[s]) << 26) + int(lo[s])) << s for s in np.flatnonzero(hi | lo).tolist())
+
+    return compiled_or_reference("exact_sum", compiled, lambda: _exact_sum(values))
 
 
 def _exact_sum(values: np.ndarray) -> int:
