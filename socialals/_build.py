@@ -12,7 +12,8 @@ when the ``compiled`` switch is off), with less memory on the way:
   of a pair sit side by side in input order), then ``Rᵀ`` from ``R``. The builder carries
   each rating's input position, not its value, until the rows are final, and frees the
   codes after the first pass, so no step holds more than the finished pair: 8 bytes a
-  rating of indices and positions, then ``4 + dtype`` bytes a rating each way.
+  rating of indices and positions, then ``4 + 4`` bytes a rating each way (``4 + 8`` for
+  ratings float32 cannot hold: :func:`fits_float32`).
 * **W = (S + Sᵀ)/2** is scattered straight into its rows (both directions of each link),
   each row sorted and merged in place, and the arrays shrunk to the merged size.
 
@@ -181,24 +182,40 @@ def _indptr(counts: np.ndarray, index) -> np.ndarray:
     return out
 
 
-def _compile_pair(users, items, values, index, dtype) -> None:
-    """Run every kernel of :func:`rating_pair` once on one or two entries of the same types."""
+def fits_float32(values: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether float32 holds every one of ``values`` exactly (a chunk at a time: a few MB)."""
+    if values.dtype == np.float32:
+        return True
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, which differs
+        for lo in range(0, len(values), chunk):
+            part = values[lo : lo + chunk]
+            if not np.array_equal(part.astype(np.float32), part):
+                return False
+    return True
+
+
+def _compile_pair(users, items, values, index, dtypes) -> None:
+    """Run every kernel of :func:`rating_pair` once on one or two entries of the same types
+    (each of ``dtypes`` for the matrices' values)."""
     ptr, ind, pos, one = np.array([0, 2], index), np.zeros(2, index), np.zeros(2, index), np.array([0, 1], index)
     _count(np.zeros(1, items.dtype), 1)
     _count(ind, 1)
     _bucket(np.zeros(1, users.dtype), np.zeros(1, items.dtype), one, ind[:1], pos[:1])
     _transpose(ptr, ind, pos, ptr.copy(), ind.copy(), pos.copy())
-    data = np.empty(2, dtype)
-    _transpose(ptr, ind, data, ptr.copy(), ind.copy(), data.copy())
-    _gather(values[:1], pos, data)
     _distinct_counts(ptr, ind)
-    _merge_repeats(ptr, ind, pos, values[:1], one, ind.copy(), data)
+    for dtype in dtypes:
+        data = np.empty(2, dtype)
+        _transpose(ptr, ind, data, ptr.copy(), ind.copy(), data.copy())
+        _gather(values[:1], pos, data)
+        _merge_repeats(ptr, ind, pos, values[:1], one, ind.copy(), data)
 
 
-def rating_pair(codes: list, values: np.ndarray, n_users: int, n_items: int, dtype):
+def rating_pair(codes: list, values: np.ndarray, n_users: int, n_items: int, dtype, compact: bool = False):
     """``(R, Rt, merged)``: the ratings as CSR (users x items) and its transpose, sorted
     rows, indices of the reference's width; ``merged`` is None or the counts (pairs
-    repeated, extra rows, of them with differing ratings) of the merge.
+    repeated, extra rows, of them with differing ratings) of the merge. ``compact``: the
+    values are float32 numbers, stored as float32 unless a merged mean is not
+    (:func:`socialals.data.stored_dtype`).
 
     ``codes`` is a list ``[user_codes, item_codes]`` that the builder empties: it frees the
     codes as soon as it no longer needs them.
@@ -206,7 +223,8 @@ def rating_pair(codes: list, values: np.ndarray, n_users: int, n_items: int, dty
     users, items = codes
     nnz = len(values)
     index = np.int32 if max(n_users, n_items, nnz) < 2**31 - 1 else np.int64
-    _compile_pair(users, items, values, index, dtype)  # a kernel that fails to compile fails here, codes intact
+    store = np.dtype(np.float32) if compact else np.dtype(dtype)
+    _compile_pair(users, items, values, index, {store, np.dtype(dtype)})  # fails here, codes intact
     codes.clear()
     # by item, in input order: item rows list (user, input position)
     t_indptr = _indptr(_count(items, n_items), index)
@@ -222,17 +240,19 @@ def rating_pair(codes: list, values: np.ndarray, n_users: int, n_items: int, dty
     distinct = _distinct_counts(indptr, ind)
     merged = None
     if int(distinct.sum()) == nnz:
-        data = np.empty(nnz, dtype)
+        data = np.empty(nnz, store)
         _gather(values, pos, data)
     else:
         out_indptr = _indptr(distinct, index)
         out_ind, data = np.empty(out_indptr[-1], index), np.empty(out_indptr[-1], dtype)
         merged = _merge_repeats(indptr, ind, pos, values, out_indptr, out_ind, data)
         indptr, ind = out_indptr, out_ind
+        if compact and fits_float32(data):  # means of float32 numbers often are not
+            data = data.astype(np.float32)
         t_indptr = _indptr(_count(ind, n_items), index)
     del pos
     R = sp.csr_matrix((data, ind, indptr), shape=(n_users, n_items))
-    t_ind, t_data = np.empty(len(ind), index), np.empty(len(ind), dtype)
+    t_ind, t_data = np.empty(len(ind), index), np.empty(len(ind), data.dtype)
     _transpose(indptr, ind, data, t_indptr, t_ind, t_data)
     Rt = sp.csr_matrix((t_data, t_ind, t_indptr), shape=(n_items, n_users))
     R.has_canonical_format = Rt.has_canonical_format = True

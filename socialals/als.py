@@ -62,8 +62,12 @@ def _rating_targets(M, mu, bias, w0, r0):
     """The targets of a half-step's observed ratings (the rows of the CSR ``M``, columns
     the other side) and what their residuals are measured against (None: the targets).
     ``mu`` and ``bias`` (the other side's biases, or None) offset the ratings; ``w0 > 0``
-    adds the missing-data term's pull towards ``r0`` (see :class:`RegularizedALS`)."""
+    adds the missing-data term's pull towards ``r0`` (see :class:`RegularizedALS`). The
+    ratings may be stored as float32 (:func:`socialals.data._rating_matrices`); offset
+    targets are computed in float64."""
     r = M.data
+    if bias is not None or w0 > 0:
+        r = r.astype(np.float64, copy=False)
     if w0 > 0:
         o = (mu + bias.astype(np.float64) if bias is not None else np.zeros(M.shape[1]))[M.indices]
         return r - w0 * r0 - (1.0 - w0) * o, np.stack([r - o, r0 - o])  # observed residuals, as if unobserved

@@ -47,7 +47,7 @@ class Popularity(BaseRecommender):
     def _fit(self, data: Dataset, rng: np.random.Generator) -> None:
         Rt = data.Rt
         self.item_counts_ = np.diff(Rt.indptr).astype(np.int64)
-        sums = np.add.reduceat(Rt.data, Rt.indptr[:-1]) if Rt.nnz else np.zeros(data.n_items)
+        sums = np.add.reduceat(Rt.data, Rt.indptr[:-1], dtype=np.float64) if Rt.nnz else np.zeros(data.n_items)
         self.item_means_ = np.divide(sums, self.item_counts_, out=np.full(data.n_items, self.rating_mean_),
                                      where=self.item_counts_ > 0)
 

@@ -310,8 +310,9 @@ def build_dataset(
         ``user_labels`` also labels the rows and columns of a sparse ``social``.
         Default ``0..n-1``. Only for sparse input.
     dtype : float32 or float64
-        The dtype of the stored ratings (a float32 model's ratings need not take 8 bytes;
-        ratings that float32 cannot hold exactly lose their last bits).
+        The model's dtype. A float32 model stores its ratings as float32 (ratings that
+        float32 cannot hold exactly lose their last bits); a float64 model too when float32
+        holds every rating exactly, else as float64 (see :func:`_rating_matrices`).
     on_cluster : bool
         Accept a ``dask.dataframe.DataFrame`` of ratings: its matrices are built and kept
         on the Dask workers (:func:`socialals._dask.cluster_dataset`), with the same
@@ -396,35 +397,44 @@ def _rating_matrices(codes: list, values, n_users, n_items, dtype) -> tuple[sp.c
     freed once sorted. Compiled, the pair is built by counting sorts that never hold more
     than the finished pair (:mod:`socialals._build`); the reference is
     :func:`_rating_matrix` and a transpose (the same data, bit for bit).
+
+    Float64 ratings that float32 holds exactly (whole and half stars, and most real data)
+    are stored as float32, as Spark's ALS stores every rating: the same numbers in half the
+    bytes. Everything that computes with them reads them into float64 (the half-step's
+    targets, sums and means), so no result changes by a bit.
     """
+    compact = dtype == np.float64 and _build.fits_float32(values)
+
     def reference():
         u_codes, i_codes = codes
         codes.clear()
         stats = []
-        R = _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=stats)
+        R = _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=stats, compact=compact)
         Rt = R.T.tocsr()
         Rt.sort_indices()
         return R, Rt, stats[0] if stats else None
 
     R, Rt, merged = compiled_or_reference(
-        "rating_matrix", lambda: _build.rating_pair(codes, values, n_users, n_items, dtype), reference)
+        "rating_matrix", lambda: _build.rating_pair(codes, values, n_users, n_items, dtype, compact), reference)
     if merged is not None and merged[0]:
         _warn(_duplicates_message("ratings", *merged), stacklevel=3)
     return R, Rt
 
 
-def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=None) -> sp.csr_matrix:
+def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=None, compact=False) -> sp.csr_matrix:
     """CSR of the ratings (sorted indices, 32-bit where they fit); duplicate (user, item)
     pairs merged into their mean with a counted warning (or, given a list ``stats``, the
     counts appended to it: a Dask worker's block, whose counts the client adds up).
 
     Built by scipy's coordinate-to-CSR conversion on 32-bit codes, so the transient memory
     is a few bytes a rating; only data with duplicates take the sorted-key route that
-    merges them.
+    merges them. ``compact``: ``values`` are float32 numbers, stored as float32 unless a
+    merged mean is not (see :func:`_rating_matrices`).
     """
     index = np.int32 if max(n_users, n_items, len(values)) < 2**31 - 1 else np.int64
     rows, cols = u_codes.astype(index, copy=False), i_codes.astype(index, copy=False)
-    R = sp.csr_matrix((values.astype(dtype, copy=False), (rows, cols)), shape=(n_users, n_items))
+    R = sp.csr_matrix((values.astype(np.float32 if compact else dtype, copy=False), (rows, cols)),
+                      shape=(n_users, n_items))
     R.sum_duplicates()  # sorts the indices; sums duplicates, which are rare: redone below
     if R.nnz == len(values):
         return R
@@ -435,7 +445,10 @@ def _rating_matrix(u_codes, i_codes, values, n_users, n_items, dtype, stats=None
     first[1:] = key_sorted[1:] != key_sorted[:-1]
     vals = _merge_groups(np.cumsum(first) - 1, values[order], "ratings", stacklevel=4, stats=stats)
     key_u = key_sorted[first]
-    R = sp.csr_matrix((vals.astype(dtype), ((key_u // n_items).astype(index), (key_u % n_items).astype(index))),
+    vals = vals.astype(dtype)
+    if compact and _build.fits_float32(vals):
+        vals = vals.astype(np.float32)
+    R = sp.csr_matrix((vals, ((key_u // n_items).astype(index), (key_u % n_items).astype(index))),
                       shape=(n_users, n_items))
     R.sum_duplicates()
     return R

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from socialals import DataWarning, SocialALS, config_context
+from socialals import ALS, DataWarning, Popularity, RegularizedALS, SocialALS, _build, config_context
 from socialals._config import numba_available
 from socialals.data import build_dataset
 from socialals.social import symmetric_weights
@@ -205,3 +205,64 @@ def test_exact_sum_in_one_pass_equals_the_reference_and_fractions():
             got = exact_sum(values)
         assert got == _exact_sum(values)
         assert Fraction(got, 2**_EXACT_SHIFT) == sum((Fraction(float(v)) for v in np.ravel(values)), Fraction(0))
+
+
+@pytest.mark.parametrize("compiled", [True, False] if numba_available else [False])
+def test_float64_ratings_float32_holds_are_stored_in_four_bytes(compiled):
+    rng = np.random.default_rng(3)
+    key = rng.choice(60 * 40, 500, replace=False)
+    stars = pd.DataFrame({"user": key // 40, "item": key % 40, "rating": rng.integers(1, 11, 500) / 2.0})
+    cases = {
+        "half stars": (stars, np.float32),
+        "a tenth": (stars.assign(rating=stars["rating"] + 0.1), np.float64),
+        # repeated pairs: the mean of 1 and 2 is a float32 number, the mean of 1, 2, 2 is not
+        "merged 1.5": (pd.concat([stars, pd.DataFrame({"user": [0, 0], "item": [99, 99], "rating": [1.0, 2.0]})]),
+                       np.float32),
+        "merged 5/3": (pd.concat([stars, pd.DataFrame({"user": [0] * 3, "item": [99] * 3, "rating": [1.0, 2.0, 2.0]})]),
+                       np.float64),
+    }
+    for name, (frame, stored) in cases.items():
+        data, _ = _dataset(frame, None, np.float64, compiled)
+        assert data.R.dtype == stored and data.Rt.dtype == stored, name
+        means = frame.groupby(["user", "item"])["rating"].mean()  # independent: pandas in float64
+        got = data.R.toarray()[data.users.get_indexer(means.index.get_level_values(0)),
+                               data.items.get_indexer(means.index.get_level_values(1))]
+        np.testing.assert_array_equal(got, means.to_numpy(), err_msg=name)
+
+
+MODELS = {
+    "ALS": lambda: ALS(factors=6, iterations=3, random_state=0),
+    "RegularizedALS": lambda: RegularizedALS(factors=6, iterations=3, random_state=0, biases=False),
+    "RegularizedALS biases": lambda: RegularizedALS(factors=6, iterations=3, random_state=0, biases=True),
+    "RegularizedALS ranking": lambda: RegularizedALS(factors=6, iterations=3, random_state=0, unobserved_weight=0.1,
+                                                     unobserved_rating=-1.0, biases=True),
+    "SocialALS": lambda: SocialALS(factors=20, iterations=3, random_state=0, alpha=2.0, n_jobs=2),
+    "Popularity": lambda: Popularity(),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_four_byte_storage_changes_no_fit_by_a_bit(name, monkeypatch):
+    """The same fit whether the half stars are stored in 4 bytes or (switched off) in 8."""
+    rng = np.random.default_rng(4)
+    key = rng.choice(120 * 90, 1500, replace=False)
+    ratings = pd.DataFrame({"user": key // 90, "item": key % 90, "rating": rng.integers(1, 11, 1500) / 2.0})
+    social = pd.DataFrame({"user": rng.integers(0, 130, 300), "friend": rng.integers(0, 130, 300)})
+    social = social[social.user != social.friend].drop_duplicates()
+
+    def fit():
+        model = MODELS[name]()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            return model.fit(ratings, social) if isinstance(model, SocialALS) else model.fit(ratings)
+
+    four = fit()
+    monkeypatch.setattr(_build, "fits_float32", lambda values, chunk=0: False)
+    eight = fit()
+    assert four._seen.dtype == np.float32 and eight._seen.dtype == np.float64
+    assert hasattr(four, "user_bias_") == ("biases" in name or "ranking" in name)
+    for attr in ("user_factors_", "item_factors_", "loss_history_", "user_bias_", "item_bias_", "item_means_"):
+        if hasattr(four, attr):
+            np.testing.assert_array_equal(getattr(four, attr), getattr(eight, attr), err_msg=attr)
+    pairs = ratings.sample(200, random_state=0)
+    np.testing.assert_array_equal(four.predict(pairs), eight.predict(pairs))
