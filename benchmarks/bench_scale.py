@@ -16,9 +16,10 @@ tiny fit, resets the peak-RSS mark (``/proc/self/clear_refs``), fits, and reads
   before the data were made, so it includes the caller's own frames (the ratings frame
   *is* 1x the ratings' bytes); ``fit adds`` counts from the RSS just before ``fit`` (after
   ``gc.collect()`` and glibc's ``malloc_trim``, so that the generator's freed memory is
-  not counted), the memory the fit itself takes. A float64 fit keeps the ratings both
-  ways with 32-bit indices (12 bytes a rating each way: 1x the ratings' bytes again), so
-  ``(peak - baseline)`` cannot go below 2x plus the factors and the solver's rows;
+  not counted), the memory the fit itself takes. A fit keeps the ratings both ways with
+  32-bit indices and, since these ratings are whole stars, float32 values (8 bytes a
+  rating each way: 0.67x the ratings' bytes; 12 bytes each way, 1x, for ratings float32
+  cannot hold exactly);
 * ``cluster``: the same fit inside ``joblib.parallel_config(backend="dask")`` on
   ``LocalCluster(n_workers=2, threads_per_worker=1)``, beside a local fit of the same data
   in the same process; bytes shipped per iteration as Dask's scheduler reports them

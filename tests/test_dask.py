@@ -212,6 +212,22 @@ def test_dask_frame_fit_equals_pandas_fit(name, client, frames):
         assert (local.social_weights_ != remote.social_weights_).nnz == 0
 
 
+@pytest.mark.parametrize("name", ["ALS", "RegularizedALS"])
+def test_blocks_stored_in_four_or_eight_bytes_fit_as_the_pandas_route(name, client, frames):
+    """Half stars are stored in 4 bytes, a block holding a rating float32 cannot hold in 8:
+    the cluster's mix of both gives the local fit bit for bit."""
+    ratings, _ = frames
+    ratings = ratings.assign(rating=np.round(ratings["rating"] * 2) / 2)
+    odd = ratings["user"].isin(ratings["user"].unique()[:3])
+    ratings.loc[odd, "rating"] += 0.1  # some users' rows (and their items') need 8 bytes
+    local, _ = fit_warnings(FRAME_MODELS[name], ratings)
+    remote, _ = fit_warnings(FRAME_MODELS[name], dd.from_pandas(ratings, npartitions=3))
+    assert local._seen.dtype == np.float64  # one 8-byte rating makes the local pair 8 bytes
+    same_fit(local, remote)
+    half, _ = fit_warnings(FRAME_MODELS[name], ratings.assign(rating=np.round(ratings["rating"] * 2) / 2))
+    assert half._seen.dtype == np.float32
+
+
 def test_exact_mean_is_the_correctly_rounded_mean_for_any_blocks():
     from fractions import Fraction
 
