@@ -284,6 +284,34 @@ def _scan(part, c):
     return out
 
 
+def _require_rows(n, name):
+    if n == 0:
+        raise ValueError(f"'{name}' is empty; at least one row is needed.")
+
+
+def _scan_links(part, users, c):
+    """A partition of links checked and coded on its worker (:func:`socialals.data._link_chunk`):
+    integer codes, weights and the labels of users the ratings do not know go back."""
+    from .data import _link_chunk
+
+    return _link_chunk(part, users, c).shipped()
+
+
+def _cluster_links(client, social, users, held_users, c):
+    """``(src, dst, weight, users)`` of a Dask frame of links, as the pandas route's
+    :func:`socialals.data._social_edges` gives them: each partition is checked and coded
+    against the rated users (``held_users``, on the workers) where it lies, and the client
+    joins the chunks (:func:`socialals.data._join_links`)."""
+    from .data import _join_links, _require_columns
+
+    _require_columns(social.columns, "social", [c.user, c.friend], optional=(c.weight,))
+    parts = client.compute(social.to_delayed())
+    chunks = client.gather([client.submit(_scan_links, p, held_users, c, pure=False) for p in parts])
+    del parts
+    _require_rows(sum(ch.n for ch in chunks), "social")
+    return _join_links(chunks, users)
+
+
 def _raise_first_problem(scans, c, dtype):
     """The pandas route's first error (:func:`socialals.data._check_labels`,
     :func:`socialals.data._check_numeric`), counted over all partitions."""
@@ -295,8 +323,7 @@ def _raise_first_problem(scans, c, dtype):
         heads = [h for h in heads if h is not None and len(h)]
         return pd.concat(heads).head(5).to_string(max_cols=10) if heads else ""
 
-    if sum(s["n"] for s in scans) == 0:
-        raise ValueError("'ratings' is empty; at least one row is needed.")
+    _require_rows(sum(s["n"] for s in scans), "ratings")
     for col in (c.user, c.item):
         count = sum(s["bad"][col][0] for s in scans)
         if count:
@@ -434,8 +461,6 @@ def _block_similarity(kind, src, dst, A, B=None):
 def cluster_dataset(ratings, social, *, columns, include_social_users, dtype):
     """A :class:`socialals.data.Dataset` of a Dask frame of ratings whose rating matrices
     stay on the workers as :class:`ClusterRows` (see the module notes)."""
-    import pandas as pd
-
     from .data import _duplicates_message, _require_columns, _social_edges, _warn, factorize_labels
 
     c = columns
@@ -449,15 +474,17 @@ def cluster_dataset(ratings, social, *, columns, include_social_users, dtype):
     _, items = factorize_labels(np.concatenate([s[c.item] for s in scans]))
     del scans
     n_rated = len(users)
+    # computed keys (not scattered data): Dask can recompute a lost block from its lineage.
+    # The rated users code the ratings as the extended vocabulary would (they come first).
+    labels = [client.submit(_same, users, pure=False), client.submit(_same, items, pure=False)]
     src = dst = w = None
     if include_social_users and social is not None:
-        if is_dask_frame(social):  # links come to the client: W is built here
-            social = pd.concat(client.gather(client.compute(social.to_delayed())))
-        src, dst, w, users = _social_edges(social, users, c)
+        if is_dask_frame(social):  # coded on the workers; the codes come to the client
+            src, dst, w, users = _cluster_links(client, social, users, labels[0], c)
+        else:
+            src, dst, w, users = _social_edges(social, users, c)
     n_users, n_items = len(users), len(items)
 
-    # computed keys (not scattered data): Dask can recompute a lost block from its lineage
-    labels = [client.submit(_same, users, pure=False), client.submit(_same, items, pure=False)]
     encoded = [client.submit(_encode, p, labels[0], labels[1], c, pure=False) for p in parts]
     del parts
     user_counts, item_counts = _tree_sum(client, [client.submit(_row_counts, e, n_users, n_items, pure=False)

@@ -461,35 +461,150 @@ def _label_kind(labels: pd.Index) -> str:
 
 
 def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
+    """The links of ``social`` in user-index space, cleaned, and ``users`` extended with the
+    users known only through them: the frame as one chunk (:func:`_link_chunk`) and its
+    join (:func:`_join_links`), the two steps a Dask frame of links takes partition by
+    partition (:mod:`socialals._dask`), so both routes give the same data, errors and
+    warnings."""
     _require_frame(social, "social", [c.user, c.friend], optional=(c.weight,))
-    a = _check_labels(social, c.user, "social")
-    b = _check_labels(social, c.friend, "social")
-    if c.weight in social.columns:
-        w = _check_numeric(social, c.weight, "social", nonnegative=True)
-    else:
-        w = np.ones(len(social), dtype=np.float64)
+    return _join_links([_link_chunk(social, users, c)], users)
 
-    # Extend the vocabulary with users known only through the graph.
-    both = pd.Index(np.concatenate([a, b]))
-    extra = both[~both.isin(users)].unique()
-    rated_kind, social_kind = _label_kind(users), _label_kind(both)
-    if len(extra) and rated_kind != social_kind:
-        shown = [repr(v) for v in extra[:3]]
-        warnings.warn(
-            f"social: its user labels are {social_kind}s but the rating users are {rated_kind}s, so "
-            f"{len(extra)} of {both.nunique()} social user(s) match no rated user and become new users "
-            f"(e.g. {', '.join(shown)}). If they name the same people, give both frames one label "
-            "type (e.g. .astype(str) on both).",
-            DataWarning,
-            stacklevel=4,
-        )
+
+_PROBLEMS = ("labels", "type", "finite", "negative")
+
+
+@dataclass
+class _LinkChunk:
+    """One chunk of links, checked and coded against the known users (:func:`_link_chunk`).
+
+    ``defect`` is the chunk's first defect in the order the checks run, ``(rank, problem,
+    column, count, first bad rows, dtype)``, and then nothing else is filled in. Otherwise
+    ``src`` and ``dst`` are the codes of the two ends, ``-1 - j`` for the ``j``-th label of
+    ``new``: the labels the vocabulary lacks, those of the user column in first-seen order
+    (the first ``n_new_user``) and then those of the friend column. ``kinds`` holds labels
+    whose :func:`_label_kind` is the chunk's: all of them, or once :meth:`shipped`, one of
+    each type.
+    """
+
+    n: int
+    defect: Optional[tuple] = None
+    src: Optional[np.ndarray] = None
+    dst: Optional[np.ndarray] = None
+    weight: Optional[np.ndarray] = None
+    new: Optional[pd.Index] = None
+    n_new_user: int = 0
+    kinds: Optional[pd.Index] = None
+
+    def shipped(self) -> "_LinkChunk":
+        """What a Dask worker sends the client: the codes in 32 bits where they fit, the
+        weights, the unknown labels and a few labels for the kind; no label column."""
+        if self.defect is not None:  # counts and the first bad rows
+            return self
+        return _LinkChunk(self.n, None, _narrow(self.src), _narrow(self.dst), self.weight, self.new,
+                          self.n_new_user, _kind_sample(self.kinds))
+
+
+def _kind_sample(labels: pd.Index) -> pd.Index:
+    """A few of ``labels`` whose :func:`_label_kind`, alone or appended to other chunks'
+    samples in order, is that of all the labels: pandas infers the kind from the type of
+    the first label and the set of types, so the first label of each type in first-seen
+    order (one label of a typed, non-object Index)."""
+    if labels.dtype != object or not len(labels):
+        return labels[:1]
+    values = np.asarray(labels)
+    types, _ = pd.factorize(np.frompyfunc(type, 1, 1)(values), sort=False)
+    _, first = np.unique(types, return_index=True)
+    return pd.Index(values[np.sort(first)], dtype=object)
+
+
+def _link_chunk(frame: pd.DataFrame, users: pd.Index, c: Columns) -> _LinkChunk:
+    """Check one chunk of links (a whole frame or a Dask partition, possibly empty) with the
+    pandas route's checks in its order, stopping at the first defect, and code its labels
+    against ``users`` (see :class:`_LinkChunk`)."""
+    n = len(frame)
+
+    def defect(rank, problem, col, bad, dtype=None):
+        rows = frame.loc[np.asarray(bad)].head(5)
+        return _LinkChunk(n, ((rank, _PROBLEMS.index(problem)), problem, col, int(bad.sum()), rows, dtype))
+
+    for rank, col in enumerate((c.user, c.friend)):
+        bad = _missing_labels(frame, col)
+        if bad.any():
+            return defect(rank, "labels", col, bad)
+    if c.weight in frame.columns:
+        w, problem, bad = _numeric_values(frame, c.weight, nonnegative=True)
+        if problem is not None:
+            return defect(2, problem, c.weight, bad, frame[c.weight].dtype)
+    else:
+        w = np.ones(n, dtype=np.float64)
+    a = frame[c.user].to_numpy()
+    both = pd.Index(np.concatenate([a, frame[c.friend].to_numpy()]))
+    codes = users.get_indexer(both).astype(np.int64, copy=False)
+    m = len(a)
+    ends = (np.flatnonzero(codes[:m] < 0), m + np.flatnonzero(codes[m:] < 0))
+    (ca, new_user), (cb, new_friend) = (pd.factorize(both[at], sort=False) for at in ends)
+    codes[ends[0]] = -1 - ca
+    codes[ends[1]] = -1 - len(new_user) - cb
+    return _LinkChunk(n, None, codes[:m], codes[m:], w, new_user.append(new_friend), len(new_user), both)
+
+
+def _raise_first_defect(defects: list, name: str) -> None:
+    """Raise the first defect of a frame given as chunks, from each chunk's first defect (or
+    None), as the checks of the whole frame would: a chunk whose first defect comes later
+    has none of the earlier kind, so the counts of the chunks reporting the earliest add up
+    to the frame's, and their first bad rows, in order, begin with the frame's."""
+    found = [d for d in defects if d is not None]
+    if not found:
+        return
+    first = min(found, key=lambda d: d[0])
+    same = [d for d in found if d[0] == first[0]]
+    heads = [d[4] for d in same if len(d[4])]
+    preview = pd.concat(heads).head(5).to_string(max_cols=10) if heads else ""
+    raise _column_error(first[1], first[2], name, first[5], sum(d[3] for d in same), preview)
+
+
+def _join_links(chunks: list, users: pd.Index):
+    """The links of ``chunks`` (:func:`_link_chunk`, a frame's chunks in order) as
+    ``(src, dst, weight, users)``. The frame's first defect is raised; the users known only
+    through the links are appended to ``users`` in the order the whole frame gives them
+    (sorted when comparable, else first seen in the user column, then in the friend
+    column); self-links and repeated links (the first kept) are dropped with a warning
+    that counts them. The chunks' codes are resolved in place."""
+    _raise_first_defect([ch.defect for ch in chunks], "social")
+    pieces = [p for p in [ch.new[: ch.n_new_user] for ch in chunks] + [ch.new[ch.n_new_user :] for ch in chunks]
+              if len(p)]
+    extra = pieces[0].append(pieces[1:]).unique() if pieces else pd.Index([])
+    n_rated = len(users)
     if len(extra):
+        samples = [ch.kinds for ch in chunks if len(ch.kinds)]
+        rated_kind, social_kind = _label_kind(users), _label_kind(samples[0].append(samples[1:]))
+        if rated_kind != social_kind:
+            known = np.unique(np.concatenate([ch.src for ch in chunks] + [ch.dst for ch in chunks]))
+            shown = [repr(v) for v in extra[:3]]
+            _warn(
+                f"social: its user labels are {social_kind}s but the rating users are {rated_kind}s, so "
+                f"{len(extra)} of {int((known >= 0).sum()) + len(extra)} social user(s) match no rated user and "
+                f"become new users (e.g. {', '.join(shown)}). If they name the same people, give both frames "
+                "one label type (e.g. .astype(str) on both).",
+                None,
+            )
         _, extra = factorize_labels(np.asarray(extra))
         users = users.append(extra)
-    src = users.get_indexer(a).astype(np.int64, copy=False)
-    dst = users.get_indexer(b).astype(np.int64, copy=False)
 
-    keep = _edges_to_keep(src * len(users) + dst, src == dst, "social", stacklevel=4)
+    def resolved(ch, codes):
+        codes = np.asarray(codes, dtype=np.int64)
+        unknown = codes < 0
+        if unknown.any():
+            codes[unknown] = n_rated + extra.get_indexer(ch.new)[-1 - codes[unknown]]
+        return codes
+
+    def joined(arrays):
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    src = joined([resolved(ch, ch.src) for ch in chunks])
+    dst = joined([resolved(ch, ch.dst) for ch in chunks])
+    w = joined([ch.weight for ch in chunks])
+    keep = _edges_to_keep(src * len(users) + dst, src == dst, "social", stacklevel=None)
     return _narrow(src[keep]), _narrow(dst[keep]), w[keep], users
 
 
