@@ -197,3 +197,83 @@ def test_users_known_only_socially_with_the_same_label_type_do_not_warn():
 def test_random_state_is_named(seed):
     with pytest.raises(ValueError, match=r"The 'random_state' parameter of RegularizedALS must be None, an int >= 0"):
         RegularizedALS(factors=1, iterations=1, random_state=seed).fit(GOOD)
+
+
+# ---------------------------------------------------------------------------- links in chunks
+TS = pd.Timestamp("2020-01-01")
+
+
+def links_result(make):
+    """``make()``'s links (or its ValueError) and the DataWarnings it gave."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = make()
+        except ValueError as exc:
+            out = str(exc)
+    return out, [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+
+
+def joined_in_chunks(social, users, cuts):
+    """The Dask route's steps on pandas chunks: each chunk as a worker ships it, then the join."""
+    from socialals.data import _join_links, _link_chunk
+
+    return _join_links([_link_chunk(social.iloc[a:b], users, Columns()).shipped()
+                        for a, b in zip(cuts[:-1], cuts[1:])], users)
+
+
+LINK_USERS = {"numbers": pd.Index([1, 2, 3, 5]), "mixed": pd.Index([1, "a", TS], dtype=object)}
+LINKS = {
+    # labels no order sorts: the new users keep their first-seen order, users' column first
+    "mixed": ("mixed", frame(user=pd.Series([1, "zz", 7, "a", "zz", "q", 1, 7], dtype=object),
+                             friend=pd.Series(["a", 9, "b", TS, pd.Timestamp("2021"), 1, 1, "b"], dtype=object),
+                             weight=[1.0, 2, 3, 4, 5, 6, 7, 8])),
+    # text labels beside number users: the warning counts new and all social users over every chunk
+    "kinds": ("numbers", frame(user=["1", "2", "9", "1"], friend=["2", "3", "1", "2"])),
+    "sorted": ("numbers", frame(user=[9, 1, 2, 2, 8, 1, 9], friend=[1, 2, 2, 3, 11, 2, 1],
+                                weight=np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.float32))),
+    # the user column's missing labels are reported first, counted over the chunks
+    "labels": ("numbers", frame(user=[1, 2, np.nan, 3, np.nan, 1, np.nan, 1], friend=[2, np.nan, 1, 2, 1, 3, 5, 2])),
+    # NaN beats negative wherever it is; more bad rows than the preview shows
+    "finite": ("numbers", frame(user=[1] * 8, friend=[2] * 8, weight=[-1.0, -2, 1, np.nan, -3, np.inf, -4, -5])),
+    "negative": ("numbers", frame(user=[1] * 8, friend=[2] * 8, weight=[-1.0, -2, 1, -6, -3, 2, -4, -5])),
+}
+
+
+@pytest.mark.parametrize("cuts", [[0, 3, 3, 8], [0, 1, 2, 3, 4, 5, 6, 7, 8], [0, 5, 8]])
+@pytest.mark.parametrize("case", sorted(LINKS))
+def test_links_joined_from_chunks_equal_the_whole_frames_links(case, cuts):
+    from socialals.data import _social_edges
+
+    kind, social = LINKS[case]
+    users = LINK_USERS[kind]
+    whole, warned = links_result(lambda: _social_edges(social, users, Columns()))
+    chunked, chunk_warned = links_result(lambda: joined_in_chunks(social, users, [min(c, len(social)) for c in cuts]))
+    assert chunk_warned == warned
+    if isinstance(whole, str):
+        assert chunked == whole and case in ("labels", "finite", "negative")
+        return
+    for a, b in zip(whole[:3], chunked[:3]):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert whole[3].equals(chunked[3]) and whole[3].dtype == chunked[3].dtype
+
+
+def test_the_links_steps_code_count_and_order_what_the_frame_says():
+    # the expected values written from the frame by hand
+    _, social = LINKS["mixed"]
+    (src, dst, w, users), warned = links_result(
+        lambda: joined_in_chunks(social, LINK_USERS["mixed"], [0, 2, 5, 8]))
+    assert list(users) == [1, "a", TS, "zz", 7, "q", 9, "b", pd.Timestamp("2021")]
+    pairs = [(users[s], users[d], x) for s, d, x in zip(src, dst, w)]
+    assert pairs == [(1, "a", 1.0), ("zz", 9, 2.0), (7, "b", 3.0), ("a", TS, 4.0), ("zz", pd.Timestamp("2021"), 5.0),
+                     ("q", 1, 6.0)]  # (1, 1) a self-link, (7, "b") again a duplicate
+    assert warned == ["social: dropped 1 self-loop(s) and 1 duplicate edge(s) (kept the first of each duplicate); "
+                      "6 edge(s) remain."]
+    _, warned = links_result(lambda: joined_in_chunks(LINKS["kinds"][1], LINK_USERS["numbers"], [0, 1, 3, 4]))
+    assert "so 4 of 4 social user(s) match no rated user" in warned[0]
+    error, _ = links_result(lambda: joined_in_chunks(LINKS["labels"][1], LINK_USERS["numbers"], [0, 2, 8]))
+    assert error.startswith("Column 'user' of 'social' has 3 missing label(s)")
+    error, _ = links_result(lambda: joined_in_chunks(LINKS["negative"][1], LINK_USERS["numbers"], [0, 4, 8]))
+    assert "6 negative value(s)" in error and len(error.splitlines()) == 2 + 5  # message, header, five rows
