@@ -228,6 +228,138 @@ def test_blocks_stored_in_four_or_eight_bytes_fit_as_the_pandas_route(name, clie
     assert half._seen.dtype == np.float32
 
 
+@pytest.fixture(scope="module")
+def links(frames):
+    """The frames' links with self-links, repeated links (other weights) and users known only
+    as a friend ("g1", "g2") or only through a self-link ("u70"); shuffled."""
+    _, social = frames
+    loops = pd.DataFrame({"user": ["u3", "u70", "u11"], "friend": ["u3", "u70", "u11"], "weight": [1.0, 0.5, 2.0]})
+    repeats = social.iloc[[4, 9, 20, 33]].assign(weight=lambda f: f["weight"] * 2.0)
+    friends_only = pd.DataFrame({"user": ["u1", "u8", "u2"], "friend": ["g2", "g1", "g2"], "weight": [0.3, 0.4, 0.5]})
+    return pd.concat([social, loops, repeats, friends_only]).sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def dask_links(links, npartitions=3):
+    """``links`` as a Dask frame of ``npartitions`` partitions after an empty one."""
+    return dd.concat([dd.from_pandas(links.iloc[:0], npartitions=1), dd.from_pandas(links, npartitions=npartitions)])
+
+
+def test_dask_links_fit_equals_pandas_links_fit(client, frames, links):
+    ratings, _ = frames
+    local, local_warned = fit_warnings(FRAME_MODELS["SocialALS"], ratings, links)
+    remote, remote_warned = fit_warnings(FRAME_MODELS["SocialALS"], dd.from_pandas(ratings, npartitions=3),
+                                         dask_links(links))
+    same_fit(local, remote)
+    assert local.users_.equals(remote.users_) and local.users_.dtype == remote.users_.dtype
+    assert list(local.users_[-8:]) == ["g1", "g2", "u60", "u61", "u62", "u63", "u64", "u70"]  # after the rated
+    assert (local.social_weights_ != remote.social_weights_).nnz == 0
+    assert remote_warned == local_warned
+    assert any("dropped 3 self-loop(s) and 4 duplicate edge(s)" in m for m in local_warned)
+
+
+@pytest.mark.parametrize("defect", ["missing column", "missing labels", "NaN weights", "negative weights",
+                                    "text weights"])
+def test_a_bad_dask_links_frame_gets_the_pandas_error_before_any_half_step(defect, client, frames, links,
+                                                                           monkeypatch):
+    from socialals import als
+
+    ratings, _ = frames
+    bad = links.copy()
+    rows = bad.index[[3, 50, 51, 100, 120, 121, 150]]  # several partitions, more than the preview shows
+    if defect == "missing column":
+        bad = bad.drop(columns="friend")
+    elif defect == "missing labels":
+        bad.loc[rows, "friend"] = np.nan
+        bad.loc[rows[[0, -1]], "user"] = np.nan  # the user column is reported first
+    elif defect == "NaN weights":
+        bad.loc[rows, "weight"] = -1.0
+        bad.loc[rows[-2:], "weight"] = [np.nan, np.inf]  # NaN comes before negative
+    elif defect == "negative weights":
+        bad.loc[rows, "weight"] = -1.0
+    else:
+        bad["weight"] = bad["weight"].astype(str)
+    frame = dask_links(bad, npartitions=4)
+    half_steps = []
+    monkeypatch.setattr(als, "solve_held", lambda *a, **k: half_steps.append(1))
+    fit = SocialALS(factors=3, iterations=1, random_state=0).fit
+    # the pandas route on the data the Dask frame holds (Dask's own text dtype)
+    local = error_of(lambda data: fit(ratings, data), frame.compute())
+    remote = error_of(lambda data: fit(dd.from_pandas(ratings, npartitions=3), data), frame)
+    assert not half_steps
+    assert remote == local
+    counted = {"missing column": "missing column(s) ['friend']", "missing labels": "'user' of 'social' has 2 missing",
+               "NaN weights": "has 2 NaN or infinite", "negative weights": "7 negative value(s)",
+               "text weights": f"({len(bad)} non-numeric value(s))"}
+    assert counted[defect] in local
+
+
+class Received:
+    """What the client receives through ``gather``: rows of frames, and labels (the values of
+    arrays and indexes of objects or text), looked for inside lists, dicts and socialals'
+    own objects."""
+
+    def __init__(self, client, monkeypatch):
+        self.frame_rows = self.labels = 0
+        gather = client.gather
+
+        def recording(futures, *args, **kwargs):
+            result = gather(futures, *args, **kwargs)
+            self.look(result)
+            return result
+
+        monkeypatch.setattr(client, "gather", recording)
+
+    def look(self, obj):
+        if isinstance(obj, (list, tuple)):
+            for o in obj:
+                self.look(o)
+        elif isinstance(obj, dict):
+            self.look(list(obj.values()))
+        elif isinstance(obj, (pd.DataFrame, pd.Series)):
+            self.frame_rows += len(obj)
+        elif isinstance(obj, (np.ndarray, pd.Index)):
+            if pd.api.types.is_string_dtype(obj.dtype):  # object or text
+                self.labels += len(obj)
+        elif type(obj).__module__.startswith("socialals") and hasattr(obj, "__dict__"):
+            self.look(vars(obj))
+
+
+@pytest.mark.filterwarnings("ignore:social. dropped 3 self-loop:socialals.exceptions.DataWarning")
+def test_the_client_never_receives_the_links_labels(client, frames, links, monkeypatch):
+    from socialals import data
+
+    ratings, _ = frames
+    frame = dask_links(links)
+
+    def no_compute(self, *args, **kwargs):
+        raise AssertionError("the links frame was computed on the client")
+
+    with monkeypatch.context() as m:  # the baseline: the links never on the cluster
+        base = Received(client, m)
+        FRAME_MODELS["SocialALS"]().set_params(iterations=1).fit(dd.from_pandas(ratings, npartitions=3), links)
+    joined = []  # what the client's join of the chunks sees
+    join = data._join_links
+
+    def spying(chunks, users):
+        joined.extend((ch.n, ch.src.dtype, ch.dst.dtype, len(ch.kinds)) for ch in chunks)
+        return join(chunks, users)
+
+    monkeypatch.setattr(data, "_join_links", spying)
+    monkeypatch.setattr(type(frame), "compute", no_compute)
+    received = Received(client, monkeypatch)
+    model = FRAME_MODELS["SocialALS"]().set_params(iterations=1).fit(dd.from_pandas(ratings, npartitions=3), frame)
+    graph_only = len(model.users_) - ratings["user"].nunique()
+    assert graph_only == 8 and base.labels > 0  # u60..u64, u70, g1, g2; the ratings' labels do come
+    assert received.frame_rows == base.frame_rows == 0
+    # a partition's new users, once per column, and one label for the kind of its labels
+    assert received.labels - base.labels <= frame.npartitions * (2 * graph_only + 1) < len(links)
+    assert len(joined) == frame.npartitions and sum(n for n, *_ in joined) == len(links)
+    assert all(k <= 1 and (n == 0 or s == d == np.int32) for n, s, d, k in joined)  # codes; a label's kind
+    # the instrument sees what does come: the partitions gathered on purpose
+    client.gather(client.compute(frame.to_delayed()))
+    assert received.frame_rows == len(links)
+
+
 def test_exact_mean_is_the_correctly_rounded_mean_for_any_blocks():
     from fractions import Fraction
 
