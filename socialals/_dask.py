@@ -263,24 +263,17 @@ def frame_client():
     return client
 
 
-def _head(frame, bad, n=5):
-    return frame.loc[np.asarray(bad)].head(n)
-
-
 def _scan(part, c):
-    """A partition's checks (counts and first bad rows, in the pandas route's order) and
-    its distinct labels in first-seen order."""
+    """A partition's first defect (:func:`socialals.data._first_defect`, the pandas route's
+    checks and order) or, when sound, its distinct labels in first-seen order."""
     import pandas as pd
 
-    from .data import _missing_labels, _numeric_values
+    from .data import _first_defect
 
-    out = {"n": len(part), "bad": {}}
-    for col in (c.user, c.item):
-        bad = _missing_labels(part, col)
-        out["bad"][col] = (int(bad.sum()), _head(part, bad))
-        out[col] = pd.unique(part[col].to_numpy()) if not bad.any() else None
-    _, problem, bad = _numeric_values(part, c.rating)
-    out["bad"][c.rating] = (problem, 0 if bad is None else int(bad.sum()), None if bad is None else _head(part, bad))
+    _, defect = _first_defect(part, (c.user, c.item), c.rating)
+    out = {"n": len(part), "defect": defect}
+    if defect is None:
+        out.update({col: pd.unique(part[col].to_numpy()) for col in (c.user, c.item)})
     return out
 
 
@@ -310,29 +303,6 @@ def _cluster_links(client, social, users, held_users, c):
     del parts
     _require_rows(sum(ch.n for ch in chunks), "social")
     return _join_links(chunks, users)
-
-
-def _raise_first_problem(scans, c, dtype):
-    """The pandas route's first error (:func:`socialals.data._check_labels`,
-    :func:`socialals.data._check_numeric`), counted over all partitions."""
-    import pandas as pd
-
-    from .data import _column_error
-
-    def preview(heads):
-        heads = [h for h in heads if h is not None and len(h)]
-        return pd.concat(heads).head(5).to_string(max_cols=10) if heads else ""
-
-    _require_rows(sum(s["n"] for s in scans), "ratings")
-    for col in (c.user, c.item):
-        count = sum(s["bad"][col][0] for s in scans)
-        if count:
-            raise _column_error("labels", col, "ratings", None, count, preview(s["bad"][col][1] for s in scans))
-    for problem in ("type", "finite"):
-        found = [s["bad"][c.rating] for s in scans if s["bad"][c.rating][0] == problem]
-        if found:
-            count = sum(f[1] for f in found)
-            raise _column_error(problem, c.rating, "ratings", dtype, count, preview(f[2] for f in found))
 
 
 def _encode(part, users, items, c):
@@ -461,7 +431,8 @@ def _block_similarity(kind, src, dst, A, B=None):
 def cluster_dataset(ratings, social, *, columns, include_social_users, dtype):
     """A :class:`socialals.data.Dataset` of a Dask frame of ratings whose rating matrices
     stay on the workers as :class:`ClusterRows` (see the module notes)."""
-    from .data import _duplicates_message, _require_columns, _social_edges, _warn, factorize_labels
+    from .data import (_duplicates_message, _raise_first_defect, _require_columns, _social_edges, _warn,
+                       factorize_labels)
 
     c = columns
     _require_columns(ratings.columns, "ratings", [c.user, c.item, c.rating])
@@ -469,7 +440,8 @@ def cluster_dataset(ratings, social, *, columns, include_social_users, dtype):
     distributed = require_distributed()
     parts = client.compute(ratings.to_delayed())  # pandas partitions, kept on the workers
     scans = client.gather([client.submit(_scan, p, c, pure=False) for p in parts])
-    _raise_first_problem(scans, c, ratings.dtypes[c.rating])
+    _require_rows(sum(s["n"] for s in scans), "ratings")
+    _raise_first_defect([s["defect"] for s in scans], "ratings")
     _, users = factorize_labels(np.concatenate([s[c.user] for s in scans]))
     _, items = factorize_labels(np.concatenate([s[c.item] for s in scans]))
     del scans

@@ -517,25 +517,37 @@ def _kind_sample(labels: pd.Index) -> pd.Index:
     return pd.Index(values[np.sort(first)], dtype=object)
 
 
+def _first_defect(frame: pd.DataFrame, labels: tuple, value: str, nonnegative: bool = False):
+    """``(values, defect)``: a chunk's label columns checked for missing labels, then its
+    column ``value`` (if there) as :func:`_check_numeric` would, in that order; ``defect``
+    is the first problem found, ``(rank, problem, column, count, first bad rows, dtype)``
+    (:func:`_raise_first_defect` words it), else None. ``values`` is ``value`` as numbers,
+    or None when it is absent or not sound."""
+    def defect(rank, problem, col, bad, dtype=None):
+        rows = frame.loc[np.asarray(bad)].head(5)
+        return None, ((rank, _PROBLEMS.index(problem)), problem, col, int(bad.sum()), rows, dtype)
+
+    for rank, col in enumerate(labels):
+        bad = _missing_labels(frame, col)
+        if bad.any():
+            return defect(rank, "labels", col, bad)
+    if value not in frame.columns:
+        return None, None
+    values, problem, bad = _numeric_values(frame, value, nonnegative)
+    if problem is not None:
+        return defect(len(labels), problem, value, bad, frame[value].dtype)
+    return values, None
+
+
 def _link_chunk(frame: pd.DataFrame, users: pd.Index, c: Columns) -> _LinkChunk:
     """Check one chunk of links (a whole frame or a Dask partition, possibly empty) with the
     pandas route's checks in its order, stopping at the first defect, and code its labels
     against ``users`` (see :class:`_LinkChunk`)."""
     n = len(frame)
-
-    def defect(rank, problem, col, bad, dtype=None):
-        rows = frame.loc[np.asarray(bad)].head(5)
-        return _LinkChunk(n, ((rank, _PROBLEMS.index(problem)), problem, col, int(bad.sum()), rows, dtype))
-
-    for rank, col in enumerate((c.user, c.friend)):
-        bad = _missing_labels(frame, col)
-        if bad.any():
-            return defect(rank, "labels", col, bad)
-    if c.weight in frame.columns:
-        w, problem, bad = _numeric_values(frame, c.weight, nonnegative=True)
-        if problem is not None:
-            return defect(2, problem, c.weight, bad, frame[c.weight].dtype)
-    else:
+    w, defect = _first_defect(frame, (c.user, c.friend), c.weight, nonnegative=True)
+    if defect is not None:
+        return _LinkChunk(n, defect)
+    if w is None:
         w = np.ones(n, dtype=np.float64)
     a = frame[c.user].to_numpy()
     both = pd.Index(np.concatenate([a, frame[c.friend].to_numpy()]))
@@ -569,7 +581,7 @@ def _join_links(chunks: list, users: pd.Index):
     through the links are appended to ``users`` in the order the whole frame gives them
     (sorted when comparable, else first seen in the user column, then in the friend
     column); self-links and repeated links (the first kept) are dropped with a warning
-    that counts them. The chunks' codes are resolved in place."""
+    that counts them. A single chunk's 64-bit codes are resolved in place."""
     _raise_first_defect([ch.defect for ch in chunks], "social")
     pieces = [p for p in [ch.new[: ch.n_new_user] for ch in chunks] + [ch.new[ch.n_new_user :] for ch in chunks]
               if len(p)]
@@ -591,19 +603,23 @@ def _join_links(chunks: list, users: pd.Index):
         _, extra = factorize_labels(np.asarray(extra))
         users = users.append(extra)
 
-    def resolved(ch, codes):
-        codes = np.asarray(codes, dtype=np.int64)
-        unknown = codes < 0
-        if unknown.any():
-            codes[unknown] = n_rated + extra.get_indexer(ch.new)[-1 - codes[unknown]]
-        return codes
+    lookups = [n_rated + extra.get_indexer(ch.new) if len(ch.new) else None for ch in chunks]
 
-    def joined(arrays):
-        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    def joined(name):  # one int64 array, the unknown labels' codes resolved
+        if len(chunks) == 1:
+            out = np.asarray(getattr(chunks[0], name), dtype=np.int64)
+        else:
+            out = np.concatenate([getattr(ch, name) for ch in chunks], dtype=np.int64)
+        ends = np.cumsum([0] + [ch.n for ch in chunks])
+        for lo, hi, lookup in zip(ends[:-1], ends[1:], lookups):
+            part = out[lo:hi]
+            unknown = part < 0
+            if lookup is not None and unknown.any():
+                part[unknown] = lookup[-1 - part[unknown]]
+        return out
 
-    src = joined([resolved(ch, ch.src) for ch in chunks])
-    dst = joined([resolved(ch, ch.dst) for ch in chunks])
-    w = joined([ch.weight for ch in chunks])
+    src, dst = joined("src"), joined("dst")
+    w = chunks[0].weight if len(chunks) == 1 else np.concatenate([ch.weight for ch in chunks])
     keep = _edges_to_keep(src * len(users) + dst, src == dst, "social", stacklevel=None)
     return _narrow(src[keep]), _narrow(dst[keep]), w[keep], users
 
