@@ -53,11 +53,12 @@ def synthetic_links(n_links: int, n_users: int, n_extra: int, seed: int = 0):
     return links, pd.Index(labels[:n_users])
 
 
-def peak_of(fn):
+def peak_of(fn, *args):
+    """``fn(*args)`` and the peak of the memory it allocated (tracemalloc)."""
     gc.collect()
     tracemalloc.start()
     try:
-        out = fn()
+        out = fn(*args)
         return out, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -78,10 +79,10 @@ def main(argv=None):
     del links
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        (src, dst, w, all_users), join_peak = peak_of(lambda: _join_links(chunks, users))
+        (src, dst, w, all_users), join_peak = peak_of(_join_links, chunks, users)
     del chunks
     edges = src.nbytes + dst.nbytes + w.nbytes
-    W, w_peak = peak_of(lambda: symmetric_weights(len(all_users), src, dst, w))
+    W, w_peak = peak_of(symmetric_weights, len(all_users), src, dst, w)
     w_bytes = W.data.nbytes + W.indices.nbytes + W.indptr.nbytes
     n = a.links
     print(f"python benchmarks/bench_links.py --links {a.links} --users {a.users} --extra {a.extra} "
