@@ -71,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--extra", type=int, default=1_000, help="users known only through the links")
     parser.add_argument("--partitions", type=int, default=8)
     a = parser.parse_args(argv)
+    symmetric_weights(3, np.array([0, 1]), np.array([1, 2]), np.ones(2))  # compiled before it is measured
     links, users = synthetic_links(a.links, a.users, a.extra)
     frame_bytes = int(links.memory_usage(index=False, deep=True).sum())
     cuts = np.linspace(0, len(links), a.partitions + 1).astype(int)
