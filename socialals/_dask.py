@@ -33,10 +33,27 @@ per-row counts (its ``indptr``), each block's exact rating sum (the global mean,
 the whole fit: a half-step sends each block's regulariser rows once per fit, its social
 pull and the broadcast factors (and the other side's biases) once per half-step, and the
 block's task forms its targets from its own ratings (the model's ``_rating_targets``).
-Social links come to the client (their weight matrix ``W`` lives there); their
-similarities (``similarity="vss"/"pcc"``) are computed on the workers from the rating
-blocks. Blocks that Dask computed (not scattered) are recomputed by Dask if a worker is
-lost.
+Blocks that Dask computed (not scattered) are recomputed by Dask if a worker is lost.
+
+A Dask frame of social links takes the pandas route's two steps apart: each partition is
+checked and coded on its worker against the rated users (:func:`socialals.data._link_chunk`,
+the checks in the pandas route's order), and the client joins the chunks
+(:func:`socialals.data._join_links`: the frame's first defect raised with counts over all
+partitions, the users known only through the graph appended in the whole frame's order,
+self-links and repeated links dropped with the same counted warning). What comes back is
+two 32-bit codes and a weight a link (16 bytes), the labels of graph-only users and the
+first bad rows of a defect, never the label columns. A pandas frame of links is the same
+two steps on one chunk. The links' similarities (``similarity="vss"/"pcc"``) are computed
+on the workers from the rating blocks.
+
+What the client holds: the users' and items' labels, the row pointers, the factors and
+their companions (the rows coming back, regulariser rows, the social pull), and ``W``, the
+social weight matrix the user half-step's pull reads (12 bytes a stored entry, about 24 a
+link; the join passes through about 110 bytes a link, ``benchmarks/bench_links.py``).
+Lifting that would take the solved rows left on the workers that solved them, each block
+fetching the factor rows its ratings touch, ``W`` cut into the user blocks' rows on the
+workers with the pull summed there, and the links' duplicate check done there after a
+shuffle by source user.
 """
 
 from __future__ import annotations
