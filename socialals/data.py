@@ -588,8 +588,9 @@ def _join_links(chunks: list, users: pd.Index):
     extra = pieces[0].append(pieces[1:]).unique() if pieces else pd.Index([])
     n_rated = len(users)
     if len(extra):
-        samples = [ch.kinds for ch in chunks if len(ch.kinds)]
-        rated_kind, social_kind = _label_kind(users), _label_kind(samples[0].append(samples[1:]))
+        samples = [ch.kinds for ch in chunks if len(ch.kinds)]  # the pandas route's: all its labels, not copied
+        kinds = samples[0] if len(samples) == 1 else samples[0].append(samples[1:])
+        rated_kind, social_kind = _label_kind(users), _label_kind(kinds)
         if rated_kind != social_kind:
             known = np.unique(np.concatenate([ch.src for ch in chunks] + [ch.dst for ch in chunks]))
             shown = [repr(v) for v in extra[:3]]
