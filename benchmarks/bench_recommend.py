@@ -207,7 +207,7 @@ def bench_ciao(repeats, rows, shared):
         print(f"  identical top-10 lists for {100 * agree:.2f} % of users")
         times = interleave({"old recommend": lambda: old_recommend(model, n=10),
                             "new recommend": lambda: model.recommend(n=10)}, repeats)
-        report(f"ciao", {f"{k} ({dtype})": v for k, v in times.items()}, f"old recommend ({dtype})", rows)
+        report("ciao", {f"{k} ({dtype})": v for k, v in times.items()}, f"old recommend ({dtype})", rows)
 
 
 def main(argv=None):

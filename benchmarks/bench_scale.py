@@ -167,7 +167,7 @@ def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
     from socialals import _dask
 
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None) as cluster, Client(cluster):
         with joblib.parallel_config(backend="dask"):
             make(1).fit(tiny_r, tiny_s)  # compile on the workers
         local = make(iterations).fit(ratings, social)

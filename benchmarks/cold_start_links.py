@@ -110,7 +110,7 @@ def main(argv=None):
         mean = table.loc["mean"]
         print(f"share of cold test ratings whose user has a rated friend: "
               f"{mean['test_ratings_of_those'] / mean['cold_test_ratings']:.1%}")
-        print(f"correlation of a user's rating level with the friends' mean level (training data): "
+        print("correlation of a user's rating level with the friends' mean level (training data): "
               + ", ".join(f"{v:.3f}" for v in table["bias_corr_with_friends"].drop("mean"))
               + f" (mean {mean['bias_corr_with_friends']:.3f})")
         print("test RMSE on those ratings (linked) and on the others (unlinked), defaults of _defaults.py:")

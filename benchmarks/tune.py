@@ -260,7 +260,7 @@ def tune_curves(name, candidates, checkpoints, data, train, social, cv, jobs, it
     best = {**candidates[win], "iterations": min(good)}
     score = float(scores[f"rmse@{min(good)}"])
     top = table.nsmallest(5, "best")
-    print(f"five best: " + "; ".join(f"{p} {b:.4f}" for p, b in zip(top["params"], top["best"])))
+    print("five best: " + "; ".join(f"{p} {b:.4f}" for p, b in zip(top["params"], top["best"])))
     if stage1 is not None and ITERATIONS in checkpoints:
         # for ``generic``: every candidate at ITERATIONS, like the stage-1 tables
         stage1.setdefault(name, {})[data] = pd.DataFrame(

@@ -223,7 +223,7 @@ def _write_tang(folder: Path, rating_name="rating", trust_name="trustnetwork", e
 
 
 def test_epinions_layout_with_unusual_variable_names(tmp_path):
-    folder = _write_tang(tmp_path / "epinions", rating_name="rating_data", trust_name="trust")
+    _write_tang(tmp_path / "epinions", rating_name="rating_data", trust_name="trust")
     (ratings, social), messages = _load_recording(load_epinions, tmp_path)
     _check_frames(ratings, social)
     assert messages == [

@@ -6,7 +6,6 @@ ratings built by hand (one-hot user, one-hot item, friends' normalised weights, 
 features) and ŷ summed over all pairs of features, with no library code."""
 
 import copy
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -68,7 +68,7 @@ def test_rmse_matches_by_position_not_index():
 @pytest.mark.parametrize("func", [rmse, mae])
 def test_error_metrics_validate_inputs(func):
     name = func.__name__
-    with pytest.raises(ValueError, match=f"same length; got 3 and 2") as info:
+    with pytest.raises(ValueError, match="same length; got 3 and 2") as info:
         func([1, 2, 3], [1, 2])
     assert name in str(info.value)
     with pytest.raises(ValueError, match="empty"):
