@@ -10,8 +10,7 @@ Protocol (the top-N issue's, made honest by nesting):
   inner training part and scored by validation NDCG@10, and the best is refitted on the
   whole outer training part. The test fold is never seen while choosing.
 * Models: ``Popularity`` (no parameters); ``RegularizedALS`` with the missing-data term
-  (grid ``RANK_GRIDS[data set]``: 45 settings on FilmTrust, the 6 of ``RANK_GRID`` on Ciao,
-  whose fits cost 50 times more); ``SocialALS`` with the best RegularizedALS setting of the fold and
+  (grid ``RANK_GRID``, 45 settings); ``SocialALS`` with the best RegularizedALS setting of the fold and
   ``alpha`` from ``ALPHAS`` (0 included, so on validation it is never worse); the
   factorization machine with its rating settings (it has no ranking objective); and
   implicit's ``AlternatingLeastSquares`` on the binarised training ratings (a peer,
@@ -52,22 +51,16 @@ SHARED = ROOT.parent / "shared" / "datasets"
 RESULTS = ROOT / "benchmarks" / "results" / "bench_ranking.txt"
 FACTORS = 10
 K = 10
+#: The missing-data settings validation chooses from. The first grid (reg {5, 20, 50},
+#: w0 {0.1, 0.3}, r0 -1) had every FilmTrust fold at its edge (w0 0.1), and
+#: ``benchmarks/ranking_ceiling.py`` (settings picked on test: a ceiling, not a result) puts
+#: FilmTrust's best settings at w0 0.3-0.5, r0 -3 to -10, reg 35-100, each just before a cliff
+#: in reg where the factors collapse to popularity. 45 settings: about 10 s per FilmTrust
+#: fold, 1-2 min per Ciao fold on a quiet 2-core machine.
 RANK_GRID = [
     dict(reg=reg, unobserved_weight=w0, unobserved_rating=r0, iterations=15)
-    for reg in (5.0, 20.0, 50.0) for w0 in (0.1, 0.3) for r0 in (-1.0,)
+    for reg in (5.0, 20.0, 35.0, 50.0, 70.0) for w0 in (0.1, 0.3, 0.5) for r0 in (-1.0, -3.0, -5.0)
 ]
-#: Wider where fits are cheap: every FilmTrust fold picked the old grid's edge (w0 0.1), and
-#: ``benchmarks/ranking_ceiling.py`` (settings picked on test: a ceiling, not a result) puts
-#: the best settings at w0 0.3-0.5, r0 -3 to -5, reg 35-70, each just before a cliff in reg
-#: where the factors collapse to popularity. 45 settings cost about 10 s per FilmTrust fold;
-#: on Ciao one setting costs 10-50 s, so Ciao keeps ``RANK_GRID``.
-RANK_GRIDS = {
-    "filmtrust": [
-        dict(reg=reg, unobserved_weight=w0, unobserved_rating=r0, iterations=15)
-        for reg in (5.0, 20.0, 35.0, 50.0, 70.0) for w0 in (0.1, 0.3, 0.5) for r0 in (-1.0, -3.0, -5.0)
-    ],
-    "ciao": RANK_GRID,
-}
 ALPHAS = (0.0, 1.0, 5.0, 20.0)
 IMPLICIT_GRID = [dict(regularization=reg, alpha=a) for reg in (0.01, 0.1, 1.0) for a in (1.0, 10.0, 40.0)]
 
@@ -183,10 +176,9 @@ def run(name, folds, models):
         for model_name in models:
             t0 = time.perf_counter()
             if model_name == "RegularizedALS":
-                params, val = choose(model_name, RANK_GRIDS[name], train, social, seed=f + 1)
+                params, val = choose(model_name, RANK_GRID, train, social, seed=f + 1)
             elif model_name == "SocialALS":
-                base = (chosen.get("RegularizedALS")
-                        or choose("RegularizedALS", RANK_GRIDS[name], train, social, f + 1)[0])
+                base = chosen.get("RegularizedALS") or choose("RegularizedALS", RANK_GRID, train, social, f + 1)[0]
                 params, val = choose(model_name, [{**base, "alpha": a} for a in ALPHAS], train, social, seed=f + 1)
             elif model_name == "implicit ALS":
                 params, val = choose(model_name, IMPLICIT_GRID, train, social, seed=f + 1)

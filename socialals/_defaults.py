@@ -107,17 +107,16 @@ DEFAULTS: dict = {
 #: Top-N settings (``--task ranking``): the missing-data term of RegularizedALS and
 #: SocialALS. Chosen by ``python benchmarks/bench_ranking.py`` on a validation split (20 %,
 #: seed 1) inside the training part of fold 0 of its 5-fold split, by validation NDCG@10 over
-#: its grid ``RANK_GRIDS`` (Ciao: reg in {5, 20, 50}, unobserved_weight in {0.1, 0.3},
-#: unobserved_rating -1; FilmTrust: reg in {5, 20, 35, 50, 70}, unobserved_weight in
-#: {0.1, 0.3, 0.5}, unobserved_rating in {-1, -3, -5}; 15 iterations), then alpha in
-#: {0, 1, 5, 20} for SocialALS (log: benchmarks/results/bench_ranking_*.txt, which also
-#: lists the other folds' choices). On FilmTrust fold 0 picks alpha 0 (the other folds 5,
-#: 0, 5, 20): with the stronger missing-data term the social term no longer helps there
-#: (5-fold test NDCG@10 SocialALS 0.5943, RegularizedALS 0.5957). ``generic`` (untuned data,
-#: the synthetic set) was set from the earlier tuned rows (FilmTrust reg 20, w0 0.1,
-#: r0 -1, alpha 20; Ciao's, unchanged): both had unobserved_weight 0.1, unobserved_rating -1
-#: and alpha 20 at fold 0; reg lies between their choices (20 and 5) and alpha is lowered
-#: to 5, so that an untuned graph pulls less. Models without a ranking objective (ALS, the FM)
+#: its grid ``RANK_GRID`` (reg in {5, 20, 35, 50, 70}, unobserved_weight in {0.1, 0.3, 0.5},
+#: unobserved_rating in {-1, -3, -5}, 15 iterations), then alpha in {0, 1, 5, 20} for
+#: SocialALS (log: benchmarks/results/bench_ranking_*.txt, which also lists the other folds'
+#: choices; ``tests/test_ranking_defaults.py`` holds the rows to them). On FilmTrust fold 0
+#: picks alpha 0 (the other folds 5, 0, 5, 20): with the stronger missing-data term the
+#: social term no longer helps all users there (5-fold test NDCG@10 SocialALS 0.5943,
+#: RegularizedALS 0.5957). ``generic`` (untuned data, the synthetic set) was set from the
+#: tuned rows of the earlier, smaller grid (reg {5, 20, 50}, w0 {0.1, 0.3}, r0 -1; fold 0:
+#: FilmTrust reg 20, Ciao reg 5, both w0 0.1, r0 -1, alpha 20): reg between their choices and
+#: alpha lowered to 5, so that an untuned graph pulls less. Models without a ranking objective (ALS, the FM)
 #: use their rating settings; Popularity has none.
 #: ``benchmarks/bench_generic_defaults.py --task ranking`` (leave one data set out, NDCG@10;
 #: log ``benchmarks/results/bench_generic_defaults_ranking.txt``) keeps these generic rows:
@@ -126,8 +125,8 @@ DEFAULTS: dict = {
 #: own choice (RegularizedALS reg 20) has no SocialALS partner that keeps that rule, not
 #: even alpha 0: SocialALS also ranks the users known only through the graph, who count in
 #: its all-user NDCG (FilmTrust -0.0004 at alpha 0) and are fitted to the missing-data
-#: target, so alpha 0 is not RegularizedALS in this task. (Its "tuned" FilmTrust rows are
-#: the earlier ones, reg 20 and w0 0.1: the log predates the wider FilmTrust grid.)
+#: target, so alpha 0 is not RegularizedALS in this task. (Its "tuned" rows are the earlier
+#: grid's: the log predates the wider grid.)
 _RANKING_BASE = {"unobserved_weight": 0.1, "unobserved_rating": -1.0, "iterations": 15}
 RANKING_DEFAULTS: dict = {
     # validation NDCG@10 (fold 0's training part): RegularizedALS 0.280, SocialALS 0.304,
@@ -141,9 +140,10 @@ RANKING_DEFAULTS: dict = {
         "SocialALS": {"reg": 70.0, "alpha": 0.0, "unobserved_weight": 0.3, "unobserved_rating": -5.0,
                       "iterations": 15},
     },
-    "ciao": {
-        "RegularizedALS": {"reg": 5.0, **_RANKING_BASE},
-        "SocialALS": {"reg": 5.0, "alpha": 20.0, **_RANKING_BASE},
+    "ciao": {  # the other folds: reg 5, w0 0.1 or 0.3, r0 -5, alpha 20 or 5
+        "RegularizedALS": {"reg": 20.0, "unobserved_weight": 0.1, "unobserved_rating": -5.0, "iterations": 15},
+        "SocialALS": {"reg": 20.0, "alpha": 5.0, "unobserved_weight": 0.1, "unobserved_rating": -5.0,
+                      "iterations": 15},
     },
     "generic": {
         "RegularizedALS": {"reg": 10.0, **_RANKING_BASE},
