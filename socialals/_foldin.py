@@ -58,6 +58,8 @@ class FoldIn:
             labels = self._read_social(social, labels)
         if len(labels) == 0:
             raise ValueError("fold_in: no new user to fold in (every social link names a known user).")
+        if getattr(labels, "dtype", None) == object:  # numbers held as objects become numbers on every pandas
+            labels = pd.Series(labels, dtype=object).infer_objects().to_numpy()
         self.labels = pd.Index(labels)
         rows = self.labels.get_indexer(users)
         frame = pd.DataFrame({"u": rows, "i": items, "r": values})

@@ -98,8 +98,9 @@ def _colour_columns(P: sp.csr_matrix) -> Optional[np.ndarray]:
     if int((nnz_row * nnz_row).sum()) > _COLOR_BUDGET:
         return None
     B = sp.csr_matrix((np.ones(P.nnz, dtype=np.float32), P.indices, P.indptr), shape=P.shape)
-    C = (B.T @ B).tocsr()
-    C.setdiag(0)
+    C = (B.T @ B).tocoo()
+    off = C.row != C.col  # drop the diagonal (setdiag(0) would insert zeros where it is absent)
+    C = sp.csr_matrix((C.data[off], (C.row[off], C.col[off])), shape=C.shape)
     C.eliminate_zeros()
     C.sort_indices()
     return _greedy_colouring(C)
