@@ -294,12 +294,14 @@ def test_a_bad_dask_links_frame_gets_the_pandas_error_before_any_half_step(defec
 
 
 class Received:
-    """What the client receives through ``gather``: rows of frames, and labels (the values of
-    arrays and indexes of objects or text), looked for inside lists, dicts and socialals'
-    own objects."""
+    """What the client receives through ``gather``, looked for inside lists, dicts and
+    socialals' own objects: ``objects`` (every leaf), ``frame_rows`` (rows of frames),
+    ``labels`` (values of text or object arrays and indexes) and ``rating_rows`` (rows of
+    frames and of arrays at least ``n_ratings`` long)."""
 
-    def __init__(self, client, monkeypatch):
-        self.frame_rows = self.labels = 0
+    def __init__(self, client, monkeypatch, n_ratings=None):
+        self.n_ratings = n_ratings
+        self.objects = self.frame_rows = self.labels = self.rating_rows = 0
         gather = client.gather
 
         def recording(futures, *args, **kwargs):
@@ -315,13 +317,18 @@ class Received:
                 self.look(o)
         elif isinstance(obj, dict):
             self.look(list(obj.values()))
-        elif isinstance(obj, (pd.DataFrame, pd.Series)):
-            self.frame_rows += len(obj)
-        elif isinstance(obj, (np.ndarray, pd.Index)):
-            if pd.api.types.is_string_dtype(obj.dtype):  # object or text
-                self.labels += len(obj)
         elif type(obj).__module__.startswith("socialals") and hasattr(obj, "__dict__"):
             self.look(vars(obj))
+        else:
+            self.objects += 1
+            if isinstance(obj, (pd.DataFrame, pd.Series)):
+                self.frame_rows += len(obj)
+                self.rating_rows += len(obj)
+            elif isinstance(obj, (np.ndarray, pd.Index)):
+                if pd.api.types.is_string_dtype(obj.dtype):  # object or text
+                    self.labels += len(obj)
+                if self.n_ratings is not None and obj.ndim and obj.shape[0] >= self.n_ratings:
+                    self.rating_rows += obj.shape[0]
 
 
 @pytest.mark.filterwarnings("ignore:social. dropped 3 self-loop:socialals.exceptions.DataWarning")
@@ -373,36 +380,6 @@ def test_exact_mean_is_the_correctly_rounded_mean_for_any_blocks():
     assert exact_mean(sum(exact_sum(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])), len(x)) == truth
 
 
-class Arrivals:
-    """Everything the client receives through ``gather``; ``rating_rows`` counts the rows of
-    frames and rating-sized arrays among them."""
-
-    def __init__(self, client, monkeypatch, n_ratings):
-        self.n_ratings, self.rating_rows, self.objects = n_ratings, 0, 0
-        gather = client.gather
-
-        def recording(futures, *args, **kwargs):
-            result = gather(futures, *args, **kwargs)
-            self.look(result)
-            return result
-
-        monkeypatch.setattr(client, "gather", recording)
-
-    def look(self, obj):
-        if isinstance(obj, (list, tuple)):
-            for o in obj:
-                self.look(o)
-        elif isinstance(obj, dict):
-            for o in obj.values():
-                self.look(o)
-        else:
-            self.objects += 1
-            if isinstance(obj, (pd.DataFrame, pd.Series)):
-                self.rating_rows += len(obj)
-            elif isinstance(obj, np.ndarray) and obj.shape[0] >= self.n_ratings:
-                self.rating_rows += obj.shape[0]
-
-
 def test_the_client_never_holds_the_ratings(client, frames, monkeypatch):
     ratings, social = frames
     frame = dd.from_pandas(ratings, npartitions=4)
@@ -411,7 +388,7 @@ def test_the_client_never_holds_the_ratings(client, frames, monkeypatch):
         raise AssertionError("the ratings frame was computed on the client")
 
     monkeypatch.setattr(type(frame), "compute", no_compute)
-    arrivals = Arrivals(client, monkeypatch, len(ratings))
+    arrivals = Received(client, monkeypatch, len(ratings))
     model = FRAME_MODELS["SocialALS"]().fit(frame, social)
     assert arrivals.objects > 20  # labels, counts, block sums, similarities, rows of factors
     assert arrivals.rating_rows == 0
