@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._linalg import solve_rows
-from .data import _check_labels, _check_numeric, _require_frame
+from .data import _check_labels, _check_numeric, _require_frame, stored_dtype
 from .exceptions import DataWarning
 from .social import edge_similarity, symmetric_weights
 
@@ -137,8 +137,9 @@ class FoldIn:
         new = self.R.tocoo()
         rows = np.concatenate([seen.row[~replaced], where[new.row]])
         cols = np.concatenate([seen.col[~replaced], new.col])
-        vals = np.concatenate([seen.data[~replaced], new.data.astype(seen.data.dtype)])
-        out = sp.csr_matrix((vals, (rows, cols)), shape=(n_users, len(m.items_)))
+        vals = np.concatenate([seen.data[~replaced].astype(np.float64), new.data])
+        dtype = m._check_dtype() if "dtype" in m.get_params() else np.float64
+        out = sp.csr_matrix((vals.astype(stored_dtype(vals, dtype)), (rows, cols)), shape=(n_users, len(m.items_)))
         out.sort_indices()
         return out
 

@@ -389,6 +389,14 @@ def _label_codes(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
     return _narrow(codes), uniques
 
 
+def stored_dtype(values: np.ndarray, dtype) -> np.dtype:
+    """The dtype a model of ``dtype`` stores the ratings ``values`` in: float32 for a
+    float32 model, and for a float64 model when float32 holds every value exactly
+    (:func:`_rating_matrices`); float64 otherwise."""
+    exact = np.dtype(dtype) == np.float32 or _build.fits_float32(np.asarray(values))
+    return np.dtype(np.float32 if exact else np.float64)
+
+
 def _rating_matrices(codes: list, values, n_users, n_items, dtype) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """CSR of the ratings and of their transpose (sorted indices, 32-bit where they fit);
     duplicate (user, item) pairs merged into their mean with a counted warning.
@@ -403,7 +411,7 @@ def _rating_matrices(codes: list, values, n_users, n_items, dtype) -> tuple[sp.c
     bytes. Everything that computes with them reads them into float64 (the half-step's
     targets, sums and means), so no result changes by a bit.
     """
-    compact = dtype == np.float64 and _build.fits_float32(values)
+    compact = stored_dtype(values, dtype) != dtype
 
     def reference():
         u_codes, i_codes = codes

@@ -140,3 +140,22 @@ def test_fold_in_bad_input(problem):
         m.fold_in(new.iloc[:1], links)
     with pytest.raises(ValueError, match="missing column"):
         m.fold_in(new.rename(columns={"rating": "stars"}))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_update_keeps_the_folded_ratings_as_a_fit_would_store_them(dtype):
+    """A float64 model fitted on half stars stores them in 4 bytes; a folded-in 3.7 must
+    not be rounded to float32 in its training matrix (a float32 model rounds, as in fit)."""
+    rng = np.random.default_rng(0)
+    key = rng.choice(30 * 20, 200, replace=False)
+    ratings = pd.DataFrame({"user": key // 20, "item": key % 20, "rating": rng.integers(1, 11, 200) / 2.0})
+    half = RegularizedALS(factors=2, iterations=3, random_state=0, dtype=dtype).fit(ratings)
+    assert half._seen.dtype == np.float32
+    for value, stored in ((3.5, np.float32), (3.7, np.float32 if dtype == "float32" else np.float64)):
+        m = clone(half).fit(ratings)
+        m.fold_in(pd.DataFrame({"user": [100, 100], "item": [1, 2], "rating": [value, 4.0]}), update=True)
+        assert m._seen.dtype == stored
+        row = m._seen[m.users_.get_loc(100)]
+        np.testing.assert_array_equal(row.indices, [m.items_.get_loc(1), m.items_.get_loc(2)])
+        np.testing.assert_array_equal(row.data, np.array([value, 4.0], dtype=stored))
+        np.testing.assert_array_equal(m._seen[: len(half.users_)].toarray(), half._seen.toarray())
