@@ -373,14 +373,13 @@ def _assemble(lo, hi, n_cols, dtype, *pieces):
     """Rows ``lo:hi`` as CSR (the pandas route's :func:`socialals.data._rating_matrix`, values
     in 4 bytes where float32 holds them exactly) and their counts, exact rating sum and
     duplicate counts."""
-    from ._build import fits_float32
-    from .data import _rating_matrix, exact_sum
+    from .data import _rating_matrix, exact_sum, stored_dtype
 
     rows = np.concatenate([p[0] for p in pieces])
     cols = np.concatenate([p[1] for p in pieces])
     vals = np.concatenate([p[2] for p in pieces])
     stats = []
-    compact = np.dtype(dtype) == np.float64 and fits_float32(vals)
+    compact = stored_dtype(vals, dtype) != dtype
     M = _rating_matrix(rows, cols, vals, hi - lo, n_cols, np.dtype(dtype), stats=stats, compact=compact)
     return M, (np.diff(M.indptr), exact_sum(M.data), stats[0] if stats else (0, 0, 0))
 
