@@ -29,10 +29,9 @@ from __future__ import annotations
 import numpy as np
 from joblib import Parallel, delayed
 from joblib import parallel as _joblib_parallel
-from threadpoolctl import threadpool_limits
 
 from . import _kernels
-from ._config import compiled_or_reference, config_context, get_config
+from ._config import compiled_or_reference, config_context, get_config, one_blas_thread
 
 __all__ = ["active_route", "cost_blocks", "solve_blocks", "block_system", "solve_block"]
 
@@ -104,7 +103,7 @@ def solve_block(system, want_sse: bool, compiled: bool = True):
         if not ok.all():
             solve_reference(system, np.flatnonzero(~ok), X, sse)
 
-    with threadpool_limits(limits=1, user_api="blas"), config_context(compiled=compiled), \
+    with one_blas_thread(), config_context(compiled=compiled), \
             np.errstate(all="ignore"):
         compiled_or_reference("als_half_step", kernel, lambda: solve_reference(system, None, X, sse))
     return X, sse

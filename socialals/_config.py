@@ -170,3 +170,30 @@ def _forget_failures() -> None:
     """Tests: clear the record of kernels that failed to compile."""
     with _lock:
         _failed.clear()
+
+
+_blas = {"controller": None, "modules": None, "others": -1}
+
+
+def one_blas_thread():
+    """Limit BLAS to one thread until ``.restore_original_limits()`` (or the end of a
+    ``with`` block): a threadpoolctl limiter, as ``threadpool_limits(limits=1,
+    user_api="blas")`` returns, through one controller kept for the process.
+
+    Building a controller scans every loaded library (about 10 ms, and some hundreds of KB
+    of short-lived Python objects); a fit, a fold-in, ``recommend`` and every block task
+    on a worker process limit BLAS, so they share one controller. It is built again when
+    modules other than numba's have been imported since, as one of them may have loaded
+    another BLAS (numba's own imports load none: the first parallel kernel loads its
+    threading layer, an OpenMP runtime, which a BLAS limit does not touch).
+    """
+    modules = (len(sys.modules), next(reversed(sys.modules)))  # changes with every import (dicts keep order)
+    controller = _blas["controller"]
+    if controller is None or _blas["modules"] != modules:
+        others = sum(1 for name in list(sys.modules) if not name.startswith("numba"))
+        if controller is None or _blas["others"] != others:
+            from threadpoolctl import ThreadpoolController
+
+            controller = ThreadpoolController()
+        _blas.update(controller=controller, modules=modules, others=others)
+    return controller.limit(limits=1, user_api="blas")

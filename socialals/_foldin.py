@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from threadpoolctl import threadpool_limits
-
 from . import _kernels
+from ._config import one_blas_thread
 from ._linalg import solve_rows
 from .data import _check_labels, _check_numeric, _require_frame, stored_dtype
 from .exceptions import DataWarning
@@ -226,7 +225,7 @@ class FoldInMixin:
         )
         self._prepare(fit)
         self._fold_in_state(fit, new)
-        limit = threadpool_limits(limits=1, user_api="blas")
+        limit = one_blas_thread()
         try:
             for _ in range(500):
                 X, _sse = solve_rows(self._system(fit, "user"), fit.order["user"], n_jobs=self.n_jobs)

@@ -27,8 +27,8 @@ the workers of another joblib backend (``joblib.parallel_config(backend="dask")`
 ``dask.distributed.Client``: see :mod:`socialals._blocks`). Rows are independent, so
 results are bit-identical for any ``n_jobs``, block count and backend. For the duration of
 ``fit`` the BLAS pool is limited to one thread (threadpoolctl): the dense products of a fit
-are small, and BLAS threads would only contend with the kernel's. ``recommend`` scores users
-with one large matrix product and leaves BLAS its threads.
+are small, and BLAS threads would only contend with the kernel's. ``recommend`` scores
+blocks of users on ``n_jobs`` threads, each with one BLAS thread.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ from typing import Callable, Optional
 import numpy as np
 import scipy.sparse as sp
 from joblib import effective_n_jobs
-from threadpoolctl import threadpool_limits
 
 from . import _kernels
-from ._config import compiled_or_reference
+from ._config import compiled_or_reference, one_blas_thread
 from ._dask import ClusterRows, on_ratings, solve_held
 from ._linalg import RowSystem, solve_rows
 from .base import BaseRecommender
@@ -126,7 +125,7 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
         del U, V  # fit owns the factors: locals would keep the first ones alive through every sweep
         self._prepare(fit)
         solve = solve_held if isinstance(data.R, ClusterRows) else solve_rows  # a Dask frame's blocks
-        limit = threadpool_limits(limits=1, user_api="blas")
+        limit = one_blas_thread()
         history: list[float] = []
         t0 = time.perf_counter()
         converged = False

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 
 from . import _registry
+from ._config import one_blas_thread
 from ._persistence import load_model, save_model
 from . import _validation
 from .data import Columns, Dataset, build_dataset
@@ -578,7 +579,7 @@ class BaseRecommender(BaseEstimator):
             return select_topn(block, n, rows[s : s + batch_size], indptr, indices, cand, banned)
 
         n_workers = min(effective_n_jobs(getattr(self, "n_jobs", None)), len(starts)) if len(starts) > 1 else 1
-        with _blas_controller().limit(limits=1, user_api="blas"):  # one BLAS thread per worker, any n_jobs
+        with one_blas_thread():  # one BLAS thread per worker, any n_jobs
             if n_workers > 1:
                 parts = Parallel(n_jobs=n_workers, backend="threading")(delayed(run)(s) for s in starts)
             else:
@@ -599,20 +600,6 @@ class BaseRecommender(BaseEstimator):
                 "score": value[valid].astype(np.float64),
             }
         )
-
-
-_CONTROLLER = None
-
-
-def _blas_controller():
-    """One threadpoolctl controller for the process: building one scans the loaded
-    libraries (~10 ms), limiting through it costs ~0.2 ms."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
 
 
 # Scores per block in recommend/similar_* (8-16 MB per thread): large enough for an efficient

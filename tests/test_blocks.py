@@ -129,3 +129,40 @@ def test_fits_by_blocks_equal_prange_fits(make, small_problem):
         assert np.array_equal(m.user_factors_, ref.user_factors_)
         assert np.array_equal(m.item_factors_, ref.item_factors_)
         assert np.array_equal(m.loss_history_, ref.loss_history_)
+
+
+def test_one_blas_thread_limits_blas_through_one_controller_kept_for_the_process():
+    """Fits, fold-ins, ``recommend`` and every block task limit BLAS to one thread through
+    one threadpoolctl controller (building one scans every loaded library): kept while no
+    module is imported, built again after an import (it may have loaded a BLAS), but not
+    after numba's own imports (its threading layer loads an OpenMP runtime, no BLAS)."""
+    import sys
+    import types
+
+    from threadpoolctl import threadpool_info
+
+    from socialals import _config
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl sees no BLAS library here")
+    with _config.one_blas_thread():
+        assert blas_threads() == [1] * len(before)
+        first = _config._blas["controller"]
+    assert blas_threads() == before  # restored
+    limit = _config.one_blas_thread()
+    assert _config._blas["controller"] is first
+    limit.restore_original_limits()
+    assert blas_threads() == before
+    for name, rebuilt in (("numba._socialals_test_module", False), ("_socialals_test_module", True)):
+        sys.modules[name] = types.ModuleType(name)
+        try:
+            with _config.one_blas_thread():
+                assert blas_threads() == [1] * len(before)
+                assert (_config._blas["controller"] is not first) == rebuilt, name
+                first = _config._blas["controller"]
+        finally:
+            del sys.modules[name]
