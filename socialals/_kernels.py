@@ -191,6 +191,7 @@ def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, dia
     kg = (k + width - 1) // width * width
     block = max(8, 16384 // (kg * Y.itemsize))  # a gathered block fills half of L1
     eps32 = _EPS32
+    wide = diag.shape[1] > 1  # else one regulariser for all k columns of the row
     for chunk in prange(n_chunks):
         Ag = np.zeros((block, kg), Y.dtype)
         G = np.empty((kg, kg), Y.dtype)
@@ -203,6 +204,7 @@ def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, dia
         b = np.empty(k)
         b2 = np.empty(k)
         ge = np.empty(k)
+        d = np.empty(k)  # the row's regulariser
         x = np.empty(kp + 8)
         y = np.empty(kp + 8)
         acc = np.empty(sse_targets.shape[0])
@@ -213,8 +215,9 @@ def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, dia
             dmin = np.inf
             dmax = 0.0
             for a in range(k):
-                dmin = min(dmin, np.float64(diag[r, a]))
-                dmax = max(dmax, np.float64(diag[r, a]))
+                d[a] = np.float64(diag[r, a if wide else 0])
+                dmin = min(dmin, d[a])
+                dmax = max(dmax, d[a])
                 b[a] = extra[r, a] if use_extra else 0.0
             positive = dmin > 0
             # unregularised rows (plain ALS): the Gram route from k ratings, minimum norm below
@@ -228,12 +231,12 @@ def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, dia
                     # the regulariser is below float32's rounding of this Gram: sum again in float64
                     _gram_upper(Y, indices, s0, m, targets, Ag64, G64, b2, 8)
                     for a in range(k):
-                        S[a, a] = scale * G64[a, a] + np.float64(diag[r, a])
+                        S[a, a] = scale * G64[a, a] + d[a]
                         for c in range(a + 1, k):
                             S[a, c] = scale * G64[a, c]
                 else:
                     for a in range(k):
-                        S[a, a] = scale * np.float64(G[a, a]) + np.float64(diag[r, a])
+                        S[a, a] = scale * np.float64(G[a, a]) + d[a]
                         for c in range(a + 1, k):
                             S[a, c] = scale * np.float64(G[a, c])
                 top = 0.0
@@ -251,14 +254,14 @@ def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, dia
             elif m > 0:  # Woodbury (d > 0) or minimum norm (d = 0, no extra): an m x m system
                 ident = 1.0 if positive else 0.0
                 for a in range(k):
-                    ge[a] = b[a] / np.float64(diag[r, a]) if positive else 0.0
+                    ge[a] = b[a] / d[a] if positive else 0.0
                 for p in range(m):
                     j = indices[s0 + p]
                     t = targets[s0 + p]
                     for a in range(k):
                         v = np.float64(Y[j, a])
                         A[p, a] = v
-                        B[p, a] = v / np.float64(diag[r, a]) if positive else v
+                        B[p, a] = v / d[a] if positive else v
                         t -= v * ge[a]
                     S[p, m] = t  # the right-hand side t - A D^-1 e
                 top = 0.0
@@ -281,8 +284,7 @@ def _rows_kernel(order, n_chunks, width, g_min, indptr, indices, targets, Y, dia
                     x[a] = s
             else:
                 for a in range(k):
-                    d = np.float64(diag[r, a])
-                    x[a] = b[a] / d if d > 0 else 0.0
+                    x[a] = b[a] / d[a] if d[a] > 0 else 0.0
             for a in range(k):
                 out[r, a] = x[a]
             if want_sse:
@@ -317,7 +319,7 @@ _kernel_serial = _compiled(_rows_kernel, "_kernel_serial", nogil=True)
 def _arguments(system, n_rows, k):
     """The kernel's arguments after ``order, n_chunks``, up to (not including) ``out``."""
     Y = np.ascontiguousarray(system.Y)
-    diag = system.diag if system.diag is not None else np.zeros((n_rows, k), Y.dtype)  # minimum norm
+    diag = system.diag if system.diag is not None else np.zeros((n_rows, 1), Y.dtype)  # minimum norm
     use_extra = system.extra is not None
     use_shared = system.gram is not None
     return (

@@ -36,7 +36,8 @@ class RowSystem:
 
     ``indptr``/``indices`` give each row's observed columns of ``Y`` (n_other x kk, the
     computation's dtype), ``targets`` (float64, aligned with ``indices``) the ``t_ij``;
-    ``diag`` and ``extra`` are (n_rows, kk) or None; ``gram`` (kk x kk) and ``rhs`` (kk,)
+    ``diag`` is (n_rows, kk), (n_rows, 1) (one value for all kk columns) or None, ``extra``
+    (n_rows, kk) or None; ``gram`` (kk x kk) and ``rhs`` (kk,)
     the shared ``G0``, ``b0`` or None; ``scale`` is ``s``. ``sse_targets`` (n_targets, nnz)
     are what the solved rows' residuals are measured against (``targets`` when None).
     """

@@ -73,6 +73,23 @@ def _rating_targets(M, mu, bias, w0, r0):
     return (r - mu - bias[M.indices] if bias is not None else r), None
 
 
+def _draw_normal(rng: np.random.Generator, scale: float, out: np.ndarray) -> None:
+    """``out[:] = rng.standard_normal(out.shape) * scale`` (drawn and scaled in float64),
+    without a temporary where ``out`` is float64."""
+    if out.dtype == np.float64:
+        rng.standard_normal(out=out)
+        out *= scale
+    else:
+        draw = rng.standard_normal(out.shape)
+        draw *= scale
+        out[:] = draw
+
+
+def _weighted_sum(lam, v: np.ndarray) -> float:
+    """``Σ_i λ_i v_i`` for per-row ``λ`` (an array) or one ``λ`` (a number)."""
+    return float(lam @ v) if np.ndim(lam) else float(lam) * float(v.sum())
+
+
 class _ALSFamily(FoldInMixin, BaseRecommender):
     """The fit loop. Subclasses supply ``_prepare``, ``_system``, ``_assign``, ``_objective``."""
 
@@ -112,9 +129,10 @@ class _ALSFamily(FoldInMixin, BaseRecommender):
         # Users known only through the social graph draw their start last, so they change
         # nobody else's: SocialALS(alpha=0) starts exactly where RegularizedALS does.
         U = np.empty((data.n_users, k), dtype=dt)
-        U[:n_rated] = rng.standard_normal((n_rated, k)) * self.init_scale
-        V = (rng.standard_normal((data.n_items, k)) * self.init_scale).astype(dt)
-        U[n_rated:] = rng.standard_normal((data.n_users - n_rated, k)) * self.init_scale
+        V = np.empty((data.n_items, k), dtype=dt)
+        _draw_normal(rng, self.init_scale, U[:n_rated])
+        _draw_normal(rng, self.init_scale, V)
+        _draw_normal(rng, self.init_scale, U[n_rated:])
         fit = SimpleNamespace(
             data=data, k=k, dtype=dt, U=U, V=V, n_jobs=self.n_jobs,
             rows={"user": data.R, "item": data.Rt},
@@ -383,15 +401,19 @@ class RegularizedALS(_ALSFamily):
         fit.biases = bool(self.biases)
         fit.kk = k + 1 if fit.biases else k
         fit.mu = fit.data.mean_rating() if fit.biases else 0.0
-        fit.bias = {"user": np.zeros(fit.data.n_users, fit.dtype), "item": np.zeros(fit.data.n_items, fit.dtype)}
+        fit.bias = ({"user": np.zeros(fit.data.n_users, fit.dtype), "item": np.zeros(fit.data.n_items, fit.dtype)}
+                    if fit.biases else {})
         fit.w0, fit.r0 = float(self.unobserved_weight), float(self.unobserved_rating)
         fit.diag, fit.lam = {}, {}
         for side, M in fit.rows.items():
-            # λ_i: the row's count with ALS-WR weighting, else 1; the bias column gets λ_b λ_i
-            scale = np.diff(M.indptr).astype(np.float64) if self.weighted_reg else np.ones(M.shape[0])
+            # λ_i: the row's count with ALS-WR weighting, else 1 (one number for every row);
+            # the bias column gets λ_b λ_i
+            scale = np.diff(M.indptr).astype(np.float64) if self.weighted_reg else 1.0
             fit.lam[side] = (lam * scale, lam_b * scale)
-            d = np.empty((M.shape[0], fit.kk), dtype=fit.dtype)  # in the model's dtype: no float64 copy
-            d[:] = fit.lam[side][0][:, None]
+            # in the model's dtype (no float64 copy); one column, the same for every factor,
+            # unless the bias column's differs
+            d = np.empty((M.shape[0], fit.kk if fit.biases else 1), dtype=fit.dtype)
+            d[:] = np.reshape(fit.lam[side][0], (-1, 1))
             if fit.biases:
                 d[:, k] = fit.lam[side][1]
             fit.diag[side] = d
@@ -432,13 +454,13 @@ class RegularizedALS(_ALSFamily):
     def _objective(self, fit, sse: np.ndarray) -> float:
         loss = 0.5 * float(sse[:, 0].sum())
         (lam_u, lam_bu), (lam_i, lam_bi) = fit.lam["user"], fit.lam["item"]
-        if self.reg > 0:
+        if self.reg > 0:  # λ_i per row (ALS-WR) or one λ
             nu = np.einsum("ij,ij->i", fit.U, fit.U, dtype=np.float64)
             ni = np.einsum("ij,ij->i", fit.V, fit.V, dtype=np.float64)
-            loss += 0.5 * float(lam_u @ nu) + 0.5 * float(lam_i @ ni)
-        if fit.biases and lam_bu.any():
+            loss += 0.5 * _weighted_sum(lam_u, nu) + 0.5 * _weighted_sum(lam_i, ni)
+        if fit.biases and np.any(lam_bu):
             bu, bi = fit.bias["user"].astype(np.float64), fit.bias["item"].astype(np.float64)
-            loss += 0.5 * float(lam_bu @ bu**2) + 0.5 * float(lam_bi @ bi**2)
+            loss += 0.5 * _weighted_sum(lam_bu, bu**2) + 0.5 * _weighted_sum(lam_bi, bi**2)
         if fit.w0 > 0:
             # Σ over all pairs minus Σ over the observed ones of (r₀ − r̂)²; the first by
             # (r₀ − r̂_ij) = x_iᵀ y_j with x_i = (u_i, b_i, 1, 1), y_j = (−v_j, −1, −c_j, r₀ − μ)

@@ -203,6 +203,40 @@ def test_half_step_float32_equals_dense_solve(k, path):
         np.testing.assert_allclose(X[r], expect, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [5, 21])
+def test_one_regulariser_column_is_the_same_value_on_every_factor(k, dtype, path):
+    """``diag`` of shape (n_rows, 1) (what RegularizedALS and SocialALS pass without biases)
+    means that value on every one of the k columns: bit for bit the (n_rows, k) system on
+    every route (Gram, Woodbury, unregularised rows, threads), and a dense solve's answer."""
+    rng = np.random.default_rng(21)
+    n_rows, n_other = 36, 3 * k
+    counts = rng.integers(0, 2 * k + 2, n_rows)
+    counts[:4] = [0, 1, k - 1, 2 * k]
+    indices = np.concatenate([np.sort(rng.choice(n_other, n, replace=False)) for n in counts]).astype(np.int64)
+    indptr = np.r_[0, np.cumsum(counts)]
+    targets = rng.normal(size=len(indices))
+    Y = rng.normal(size=(n_other, k)).astype(dtype)
+    for extra in (None, rng.normal(size=(n_rows, k))):
+        lam = rng.uniform(0.05, 3.0, (n_rows, 1))
+        lam[np.flatnonzero(counts >= k)[:3]] = 0.0  # unregularised rows among regularised ones
+        if extra is None:
+            lam[1] = 0.0  # and a minimum-norm row (one rating)
+        X1, s1 = solve_rows(indptr, indices, targets, Y, lam, extra, want_sse=True, n_jobs=2)
+        Xk, sk = solve_rows(indptr, indices, targets, Y, np.repeat(lam, k, axis=1), extra, want_sse=True, n_jobs=2)
+        np.testing.assert_array_equal(X1, Xk)
+        np.testing.assert_array_equal(s1, sk)
+        Y64, l32 = Y.astype(np.float64), lam.astype(dtype).astype(np.float64)
+        e = np.zeros((n_rows, k)) if extra is None else extra.astype(dtype).astype(np.float64)
+        for r in range(n_rows):
+            A = Y64[indices[indptr[r] : indptr[r + 1]]]
+            t = targets[indptr[r] : indptr[r + 1]]
+            S, b = A.T @ A + l32[r, 0] * np.eye(k), A.T @ t + e[r]
+            expect = np.linalg.lstsq(S, b, rcond=None)[0]  # minimum norm where a row is singular
+            tol = 1e-7 if dtype == np.float64 else 2e-3
+            np.testing.assert_allclose(X1[r], expect, rtol=tol, atol=tol)
+
+
 @pytest.mark.skipif(not numba_available, reason="needs numba")
 @pytest.mark.parametrize("n", [1, 5, 8, 13, 30, 64])
 @pytest.mark.parametrize("helper", [False, True], ids=["zeros-by-hand", "clear_padding"])
