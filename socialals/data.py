@@ -200,7 +200,10 @@ def _check_labels(frame: pd.DataFrame, col: str, name: str) -> np.ndarray:
 
 
 def _missing_labels(frame: pd.DataFrame, col: str) -> np.ndarray:
-    return frame[col].isna().to_numpy()
+    column = frame[col]
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":  # numpy integers hold no missing value
+        return np.zeros(0, dtype=bool)
+    return column.isna().to_numpy()
 
 
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float")
