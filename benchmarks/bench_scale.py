@@ -6,20 +6,27 @@ log-normal activity (at least 20 ratings each, as in MovieLens), ``3706 * sqrt(r
 ML-10M's), ratings 1-5 from a rank-8 model plus noise; a social graph of ``5 x users``
 random directed links (about 10 links per user once symmetrised).
 
-Each measurement runs in a fresh process: it builds the data, warms the kernels up on a
-tiny fit, resets the peak-RSS mark (``/proc/self/clear_refs``), fits, and reads
-``VmHWM`` from ``/proc/self/status``:
+Each measurement runs in a fresh process: it warms the kernels up on a tiny fit, reads the
+data, resets the peak-RSS mark (``/proc/self/clear_refs``), fits, and reads ``VmHWM`` from
+``/proc/self/status``:
 
 * ``local``: ``SocialALS(factors=k, n_jobs=2)``, seconds per iteration and peak RSS next to
   the ratings' bytes (user, item, rating: 24 bytes a rating, the caller's int64/int64/float64
-  frame) and the factors' bytes. Two ratios: ``(peak - baseline)`` counts from the RSS
-  before the data were made, so it includes the caller's own frames (the ratings frame
-  *is* 1x the ratings' bytes); ``fit adds`` counts from the RSS just before ``fit`` (after
-  ``gc.collect()`` and glibc's ``malloc_trim``, so that the generator's freed memory is
-  not counted), the memory the fit itself takes. A fit keeps the ratings both ways with
-  32-bit indices and, since these ratings are whole stars, float32 values (8 bytes a
-  rating each way: 0.67x the ratings' bytes; 12 bytes each way, 1x, for ratings float32
-  cannot hold exactly);
+  frame) and the factors' bytes. The parent process writes each size's frames to .npy
+  files once; the measured process reads them (as a user reads data from files), so the
+  generator's own garbage is never in its RSS. RSS is read after ``gc.collect()`` and
+  glibc's ``malloc_trim`` at two points: ``baseline`` after the warm-up fit, before the
+  frames are read, and ``before_fit`` once they are. Ratios to (ratings + factors) bytes:
+
+  - ``(peak - baseline)``: the caller's frames (the ratings frame *is* 1x the ratings'
+    bytes) and the fit: the number the 2x target is read on;
+  - ``leftovers``: ``before_fit - baseline - frames``, what reading the frames left
+    besides them (about 0);
+  - ``fit adds``: ``peak - before_fit``, the memory the fit itself takes.
+
+  A fit keeps the ratings both ways with 32-bit indices and, since these ratings are whole
+  stars, float32 values (8 bytes a rating each way: 0.67x the ratings' bytes; 12 bytes
+  each way, 1x, for ratings float32 cannot hold exactly);
 * ``cluster``: the same fit inside ``joblib.parallel_config(backend="dask")`` on
   ``LocalCluster(n_workers=2, threads_per_worker=1)``, beside a local fit of the same data
   in the same process; bytes shipped per iteration as Dask's scheduler reports them
@@ -98,6 +105,38 @@ def synthetic(n_ratings: int, seed: int = 0):
     return ratings, social
 
 
+def _frames_folder(n_ratings: int) -> Path:
+    import hashlib
+    import inspect
+    import tempfile
+
+    version = hashlib.sha256(inspect.getsource(synthetic).encode()).hexdigest()[:12]  # a changed generator: new files
+    return Path(tempfile.gettempdir(), f"socialals_bench_scale_{n_ratings}_{version}")
+
+
+def _write_frames(n_ratings: int) -> None:
+    """The synthetic set as one .npy file a column, made once per size by the parent
+    process, so that each measured process reads its frames as a user reads data from
+    files, without the generator's own leftovers."""
+    folder = _frames_folder(n_ratings)
+    if (folder / "done").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings, social = synthetic(n_ratings)
+    for frame, name in ((ratings, "ratings"), (social, "social")):
+        for col in frame.columns:
+            np.save(folder / f"{name}.{col}.npy", frame[col].to_numpy())
+    (folder / "done").write_text("")
+
+
+def _read_frames(n_ratings: int):
+    folder = _frames_folder(n_ratings)
+    if not (folder / "done").exists():
+        _write_frames(n_ratings)
+    read = lambda name, cols: pd.DataFrame({c: np.load(folder / f"{name}.{c}.npy") for c in cols}, copy=False)
+    return read("ratings", ["user", "item", "rating"]), read("social", ["user", "friend"])
+
+
 def _peak_reset() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -144,8 +183,9 @@ def one(kind: str, n_ratings: int, k: int, iterations: int) -> dict:
     make = lambda it: SocialALS(factors=k, reg=0.1, alpha=0.1, iterations=it, n_jobs=2, random_state=0)
     tiny_r, tiny_s = synthetic(20_000, seed=1)
     make(1).fit(tiny_r, tiny_s)  # compile
-    base_mb = _peak_mb()
-    ratings, social = synthetic(n_ratings)
+    _release_freed()
+    base_mb = _rss_mb()
+    ratings, social = _read_frames(n_ratings)
     n_users = int(max(ratings.user.max(), social.values.max()) + 1)
     n_items = int(ratings.item.nunique())
     out = {"kind": kind, "ratings": len(ratings), "users": n_users, "items": n_items, "links": len(social), "k": k,
@@ -246,6 +286,9 @@ def main(argv=None):
     runs = [("local", s) for _ in range(args.repeats) for s in args.sizes] + (
         [("cluster", args.cluster_size)] if args.cluster_size else []) + (
         [("frame", args.frame_size)] if args.frame_size else [])
+    for kind, size in runs:
+        if kind == "local":
+            _write_frames(int(size * 1e6))
     rows = []
     for kind, size in runs:
         done = subprocess.run([sys.executable, __file__, "--one", kind, str(size), "--k", str(args.k),
@@ -265,6 +308,8 @@ def main(argv=None):
             local["ratings_MB"] + local["factors_MB"])
         local["fit adds / (ratings+factors)"] = (local["peak_MB"] - local["before_fit_MB"]) / (
             local["ratings_MB"] + local["factors_MB"])
+        local["leftovers / (ratings+factors)"] = (
+            local["before_fit_MB"] - local["baseline_MB"] - local["frames_MB"]) / (local["ratings_MB"] + local["factors_MB"])
         # one row per size: the median of the runs' mean s/iteration, the fastest single
         # iteration of all runs, and the memory of the run that peaked highest
         worst = local.loc[local.groupby("ratings")["(peak - baseline) / (ratings+factors)"].idxmax()].set_index("ratings")
@@ -278,9 +323,12 @@ def main(argv=None):
         cols = ["ratings", "users", "items", "links", "runs", "s_per_iter", "best_s_per_iter", "ratings x", "time x",
                 "best time x", "ratings_MB", "factors_MB",
                 "frames_MB", "baseline_MB", "before_fit_MB", "peak_MB", "peak / (ratings+factors)",
-                "(peak - baseline) / (ratings+factors)", "fit adds / (ratings+factors)"]
-        lines += ["local threads (MB are MiB; baseline: RSS before the data were made; before_fit: RSS just before "
-                  "fit, the caller's frames_MB included)",
+                "(peak - baseline) / (ratings+factors)", "leftovers / (ratings+factors)",
+                "fit adds / (ratings+factors)"]
+        lines += ["local threads (MB are MiB; baseline: RSS after the warm-up fit, before the frames were read; "
+                  "before_fit: RSS just before fit, the caller's frames_MB included; both after gc and malloc_trim; "
+                  "leftovers: before_fit - baseline - frames_MB, what reading the frames left besides them; "
+                  "memory columns from the run that peaked highest)",
                   local[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"), ""]
     for r in rows:
         if r["kind"] != "cluster":
