@@ -523,9 +523,10 @@ class ClusterDataset(Dataset):
     def mean_rating(self) -> float:
         return exact_mean(self.total, self.nnz)
 
-    def edge_similarity(self, kind: str) -> np.ndarray:
+    def edge_similarity(self, kind: str, n_threads: int = 1) -> np.ndarray:
         """Each edge's similarity, from the rating blocks of its two ends (one task per pair
-        of blocks; blocks move between workers, never to the client)."""
+        of blocks; blocks move between workers, never to the client). ``n_threads`` is the
+        local route's; each task runs on one."""
         R, src, dst = self.R, self.social_src, self.social_dst
         out = np.empty(len(src))
         bs = np.searchsorted(R.bounds, src, side="right") - 1

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from joblib import effective_n_jobs
 
 from . import _kernels
 from ._config import one_blas_thread
@@ -114,7 +115,7 @@ class FoldIn:
         a, b, w = unique_links(pos(src), pos(dst), w)
         if model.similarity is not None:
             R = sp.vstack([model._seen, self.R]).tocsr()
-            w = w * edge_similarity(R, a, b, model.similarity)
+            w = w * edge_similarity(R, a, b, model.similarity, effective_n_jobs(model.n_jobs))
         W = symmetric_weights(n_known + self.n, a, b, w)
         return W[n_known:].tocsr()
 

@@ -567,7 +567,7 @@ class SocialALS(RegularizedALS):
             return None
         w = data.social_weight
         if self.similarity is not None:
-            w = w * data.edge_similarity(self.similarity)
+            w = w * data.edge_similarity(self.similarity, effective_n_jobs(self.n_jobs))
         W = symmetric_weights(data.n_users, data.social_src, data.social_dst, w).tocsr()
         data.social_src = data.social_dst = data.social_weight = None  # a fit's own Dataset: W replaces them
         return W

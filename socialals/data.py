@@ -104,11 +104,11 @@ class Dataset:
         blocks gives the same bits: see :func:`exact_sum`)."""
         return exact_mean(exact_sum(self.R.data), self.nnz)
 
-    def edge_similarity(self, kind: str) -> np.ndarray:
+    def edge_similarity(self, kind: str, n_threads: int = 1) -> np.ndarray:
         """The similarity ``kind`` of each cleaned social edge (:func:`socialals.social.edge_similarity`)."""
         from .social import edge_similarity
 
-        return edge_similarity(self.R, self.social_src, self.social_dst, kind)
+        return edge_similarity(self.R, self.social_src, self.social_dst, kind, n_threads)
 
     def social_matrix(self) -> sp.csr_matrix:
         """The directed weight matrix ``S`` (n_users x n_users) of the cleaned edges."""

@@ -559,7 +559,7 @@ def test_tol_stops_early_and_callback_can_stop():
     assert m2.n_iter_ == 3
 
 
-def test_vss_and_pcc_by_hand():
+def test_vss_and_pcc_by_hand(path):
     from socialals.social import NO_EVIDENCE_SIMILARITY, edge_similarity
 
     # user 0 rates items 0,1,2 = 5,3,1 ; user 1 rates 0,1,3 = 4,2,5 ; user 2 rates item 4 only
@@ -574,6 +574,41 @@ def test_vss_and_pcc_by_hand():
     x = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
     assert pcc[0] == pytest.approx((x + 1) / 2)
     assert pcc[1] == NO_EVIDENCE_SIMILARITY
+
+
+@pytest.mark.skipif(not numba_available, reason="needs numba")
+@pytest.mark.parametrize("kind", ["vss", "pcc"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_link_similarities_equal_the_sparse_products(kind, dtype):
+    """The compiled similarities (a merge of the two users' sorted rows, no copy of the
+    ratings) equal the scipy reference to rounding (the same sums in the same order; the
+    compiler may fuse a multiply-add): links with many, one and no co-rated items,
+    explicit zero ratings, users without ratings, self-links; bit for bit across thread
+    counts; on rows stored out of order too (the kernel sorts a copy)."""
+    from socialals.social import edge_similarity
+
+    rng = np.random.default_rng(8)
+    n_users, n_items = 60, 40
+    dense = np.where(rng.random((n_users, n_items)) < 0.3, rng.integers(0, 6, (n_users, n_items)), -1)
+    dense[50:] = -1  # users without ratings
+    rows, cols = np.nonzero(dense >= 0)
+    R = sp.csr_matrix((dense[rows, cols].astype(dtype), (rows, cols)), shape=(n_users, n_items))
+    assert (R.data == 0).any()  # explicit zeros count as rated
+    src, dst = rng.integers(0, n_users, 500), rng.integers(0, n_users, 500)
+    src[:5] = dst[:5]
+    with config_context(compiled=False):
+        expect = edge_similarity(R, src, dst, kind)
+    got = edge_similarity(R, src, dst, kind, 1)
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(edge_similarity(R, src, dst, kind, 2), got)
+    assert (expect == 0.5).any() and ((expect > 0.5) | (expect < 0.5)).sum() > 100  # no-evidence links and others
+    shuffled = R.copy()
+    for r in range(n_users):  # the same matrix, each row's entries in another order
+        lo, hi = shuffled.indptr[r], shuffled.indptr[r + 1]
+        order = rng.permutation(hi - lo)
+        shuffled.indices[lo:hi], shuffled.data[lo:hi] = shuffled.indices[lo:hi][order], shuffled.data[lo:hi][order]
+    shuffled.has_sorted_indices = False
+    np.testing.assert_array_equal(edge_similarity(shuffled, src, dst, kind, 2), got)
 
 
 @pytest.mark.skipif(not numba_available, reason="needs numba")
