@@ -78,7 +78,9 @@ class FoldIn:
     def _read_social(self, social, labels):
         """Keep the links that touch a new user; unknown ``user``s with links are new users."""
         c = self.model.columns_
-        _require_frame(social, "social", [c.user, c.friend])
+        _require_frame(social, "social", [c.user, c.friend], allow_empty=True)
+        if len(social) == 0:  # no links: as social=None
+            return labels
         src = _check_labels(social, c.user, "social")
         dst = _check_labels(social, c.friend, "social")
         weight = _check_numeric(social, c.weight, "social", nonnegative=True) if c.weight in social else np.ones(len(src))

@@ -167,12 +167,12 @@ def _preview(frame: pd.DataFrame, mask: np.ndarray, n: int = 5) -> str:
     return rows.to_string(max_cols=10)
 
 
-def _require_frame(frame, name: str, required: list[str], optional: tuple = ()) -> None:
+def _require_frame(frame, name: str, required: list[str], optional: tuple = (), allow_empty: bool = False) -> None:
     if not isinstance(frame, pd.DataFrame):
         kind = f"{type(frame).__module__}.{type(frame).__name__}"
         raise TypeError(f"'{name}' must be a pandas DataFrame; got {kind}.")
     _require_columns(frame.columns, name, required, optional)
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise ValueError(f"'{name}' is empty; at least one row is needed.")
 
 
@@ -477,7 +477,11 @@ def _social_edges(social: pd.DataFrame, users: pd.Index, c: Columns):
     join (:func:`_join_links`), the two steps a Dask frame of links takes partition by
     partition (:mod:`socialals._dask`), so both routes give the same data, errors and
     warnings."""
-    _require_frame(social, "social", [c.user, c.friend], optional=(c.weight,))
+    _require_frame(social, "social", [c.user, c.friend], optional=(c.weight,), allow_empty=True)
+    if len(social) == 0:
+        warnings.warn("social has no rows: the model is fitted without links (as with social=None).", DataWarning,
+                      stacklevel=4)
+        return None, None, None, users
     return _join_links([_link_chunk(social, users, c)], users)
 
 

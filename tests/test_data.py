@@ -50,6 +50,24 @@ def test_bad_social_is_named(social, match):
         SocialALS(factors=2, iterations=1).fit(GOOD, social)
 
 
+def test_a_social_frame_without_rows_fits_without_links_and_says_so():
+    """An empty links frame (e.g. after a filter) is no links, as ``social=None``, with a
+    DataWarning; an empty ratings frame stays an error."""
+    rng = np.random.default_rng(4)
+    ratings = frame(user=rng.integers(0, 30, 300), item=rng.integers(0, 20, 300), rating=rng.integers(1, 6, 300) * 1.0)
+    ratings = ratings.drop_duplicates(["user", "item"])
+    empty = frame(user=np.zeros(0, np.int64), friend=np.zeros(0, np.int64))
+    with pytest.warns(DataWarning, match="social has no rows"):
+        m = SocialALS(factors=2, alpha=2.0, iterations=3, random_state=0).fit(ratings, empty)
+    ref = SocialALS(factors=2, alpha=2.0, iterations=3, random_state=0).fit(ratings)
+    assert m.social_weights_ is None
+    np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+    with pytest.raises(ValueError, match="'social'.*missing column"):
+        SocialALS(factors=2, iterations=1).fit(ratings, frame(user=np.zeros(0, np.int64)))
+    with pytest.raises(ValueError, match="'ratings' is empty"):
+        SocialALS(factors=2, iterations=1).fit(ratings.iloc[:0], empty)
+
+
 def test_duplicates_merged_into_mean_with_count():
     r = frame(user=[1, 1, 1, 2, 2], item=["a", "a", "b", "c", "c"], rating=[4.0, 2.0, 1.0, 5.0, 5.0])
     with pytest.warns(DataWarning, match=r"2 duplicate \(user, item\) pair\(s\).*1 of them had different ratings"):

@@ -87,6 +87,20 @@ def test_user_with_friends_and_no_ratings_gets_recommendations(problem):
     assert "newbie" not in m.users_  # recommend_new leaves the model as it was
 
 
+def test_an_empty_links_frame_is_no_links(problem):
+    """A new user without friends may come with an empty links frame: the same factors as
+    without one, and no warning."""
+    import warnings
+
+    ratings, social = problem
+    m = SocialALS(factors=3, reg=0.3, alpha=0.8, iterations=5, random_state=0).fit(ratings, social)
+    new = ratings[ratings["user"] == ratings["user"].iloc[0]].assign(user="newcomer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = m.fold_in(new, social.iloc[:0])
+    pd.testing.assert_frame_equal(got, m.fold_in(new))
+
+
 def test_links_among_new_users_are_solved_jointly(problem):
     ratings, social = problem
     m = SocialALS(factors=3, reg=0.3, alpha=1.0, iterations=10, random_state=0).fit(ratings, social)
