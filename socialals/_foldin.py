@@ -11,6 +11,7 @@ not know and links to friends neither known nor new are dropped, each with one c
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from types import SimpleNamespace
 from typing import Optional
@@ -27,7 +28,7 @@ from .data import _check_labels, _check_numeric, _require_frame, stored_dtype
 from .exceptions import DataWarning
 from .social import edge_similarity, symmetric_weights
 
-__all__ = ["FoldIn", "FoldInMixin", "unique_links"]
+__all__ = ["FoldIn", "FoldInMixin", "factor_columns", "unique_links"]
 
 
 class FoldIn:
@@ -62,13 +63,19 @@ class FoldIn:
             labels = pd.Series(labels, dtype=object).infer_objects().to_numpy()
         self.labels = pd.Index(labels)
         rows = self.labels.get_indexer(users)
-        frame = pd.DataFrame({"u": rows, "i": items, "r": values})
-        merged = frame.groupby(["u", "i"], sort=True)["r"].mean()
-        if len(merged) < len(frame):
+        shape = (len(self.labels), len(model.items_))
+        key = rows.astype(np.int64) * shape[1] + items
+        order = np.argsort(key, kind="stable")
+        if np.any(key[order][1:] == key[order][:-1]):  # repeated (user, item) pairs: their mean
+            frame = pd.DataFrame({"u": rows, "i": items, "r": values})
+            merged = frame.groupby(["u", "i"], sort=True)["r"].mean()
             warnings.warn(f"fold_in: merged {len(frame) - len(merged)} duplicate (user, item) rating(s) into their mean.",
                           DataWarning, stacklevel=3)
-        u, i = merged.index.get_level_values(0).to_numpy(), merged.index.get_level_values(1).to_numpy()
-        self.R = sp.csr_matrix((merged.to_numpy(np.float64), (u, i)), shape=(len(self.labels), len(model.items_)))
+            u, i = merged.index.get_level_values(0).to_numpy(), merged.index.get_level_values(1).to_numpy()
+            r = merged.to_numpy(np.float64)
+        else:  # the common case, without a group-by: each row's items in order
+            u, i, r = rows[order], items[order], np.asarray(values, dtype=np.float64)[order]
+        self.R = sp.csr_matrix((r, (u, i)), shape=shape)
         self.R.sort_indices()
 
     @property
@@ -168,10 +175,22 @@ class FoldIn:
         m.user_factors_ = U
 
 
+@functools.lru_cache(maxsize=32)
+def factor_columns(k: int, bias: bool) -> pd.Index:
+    """A fold-in frame's columns, ``factor_0 … factor_{k-1}`` (and ``bias``): one Index per
+    shape, as building it costs about as much as solving one user."""
+    return pd.Index([f"factor_{a}" for a in range(k)] + (["bias"] if bias else []))
+
+
 def unique_links(a: np.ndarray, b: np.ndarray, w: np.ndarray):
     """The links (a -> b, weight w) without repeats (the first kept, as in ``fit``), with a
     counted DataWarning when some were dropped."""
-    pairs = pd.DataFrame({"a": a, "b": b}).duplicated().to_numpy()
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    pairs = np.ones(len(a), dtype=bool)  # repeats of an earlier link
+    if len(a):
+        lo = min(int(a.min()), int(b.min()))
+        span = max(int(a.max()), int(b.max())) - lo + 1
+        pairs[np.unique((a - lo) * span + (b - lo), return_index=True)[1]] = False  # first occurrences
     if pairs.any():
         warnings.warn(f"fold_in: dropped {int(pairs.sum())} duplicate link(s).", DataWarning, stacklevel=5)
         a, b, w = a[~pairs], b[~pairs], w[~pairs]
@@ -236,11 +255,9 @@ class FoldInMixin:
                     break
         finally:
             limit.restore_original_limits()
-        k = fit.k
-        frame = pd.DataFrame(np.asarray(X[:, :k], dtype=np.float64), index=pd.Index(new.labels, name=self.columns_.user),
-                             columns=[f"factor_{a}" for a in range(k)])
-        if self._uses_biases():
-            frame["bias"] = np.asarray(X[:, k], dtype=np.float64)
+        k, biases = fit.k, self._uses_biases()
+        frame = pd.DataFrame(np.asarray(X[:, : k + biases], dtype=np.float64),
+                             index=pd.Index(new.labels, name=self.columns_.user), columns=factor_columns(k, biases))
         if update:
             new.update_model(np.ascontiguousarray(X[:, :k]), X[:, k].copy() if self._uses_biases() else None)
         return frame

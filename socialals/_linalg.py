@@ -108,6 +108,11 @@ def _pinv(S):
     return np.linalg.pinv(S, rcond=1e-10, hermitian=True) if S.size else S
 
 
+# systems this small run on the calling thread (:func:`solve_rows`)
+_CALLING_THREAD_ROWS = 8
+_CALLING_THREAD_RATINGS = 100_000
+
+
 def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, n_jobs=1, cache=None):
     """Solve (1) for every row: ``X`` (n_rows x kk, ``Y``'s dtype) and, when asked, each
     row's ``Σ_j (g_ij − y_jᵀ x_i)²`` (float64, n_rows x n_targets) for each row ``g`` of
@@ -125,11 +130,16 @@ def solve_rows(system: RowSystem, order: np.ndarray, *, want_sse: bool = False, 
     def compiled():
         from . import _blocks, _kernels
 
-        route, backend = _blocks.active_route(n_jobs)
-        if route == "prange":
-            ok = _kernels.solve(system, order, effective_n_jobs(n_jobs), X, sse)
+        if system.n_rows <= _CALLING_THREAD_ROWS and len(system.indices) <= _CALLING_THREAD_RATINGS and cache is None:
+            # a handful of rows (a fold-in): the calling thread, without asking joblib for a
+            # backend and a thread count (results never depend on where rows run)
+            ok = _kernels.solve_serial(system, order, X, sse, np.ones(system.n_rows, dtype=bool))
         else:
-            ok = _blocks.solve_blocks(system, X, sse, n_jobs, route, backend, cache)
+            route, backend = _blocks.active_route(n_jobs)
+            if route == "prange":
+                ok = _kernels.solve(system, order, effective_n_jobs(n_jobs), X, sse)
+            else:
+                ok = _blocks.solve_blocks(system, X, sse, n_jobs, route, backend, cache)
         if not ok.all():  # near-singular rows: the reference decides
             solve_reference(system, np.flatnonzero(~ok), X, sse)
         return X

@@ -85,6 +85,14 @@ def _draw_normal(rng: np.random.Generator, scale: float, out: np.ndarray) -> Non
         out[:] = draw
 
 
+def _threads(fit) -> int:
+    """The fit's (or fold-in's) ``effective_n_jobs``, asked once: joblib reads the CPU quota
+    files on every call, and a fold-in's sweeps are short."""
+    if getattr(fit, "n_threads", None) is None:
+        fit.n_threads = effective_n_jobs(fit.n_jobs)
+    return fit.n_threads
+
+
 def _weighted_sum(lam, v: np.ndarray) -> float:
     """``Σ_i λ_i v_i`` for per-row ``λ`` (an array) or one ``λ`` (a number)."""
     return float(lam @ v) if np.ndim(lam) else float(lam) * float(v.sum())
@@ -612,7 +620,7 @@ class SocialALS(RegularizedALS):
 
             compiled_or_reference(
                 "social_sums",
-                lambda: social_sums(fit.W, fit.U, fit.alpha, extra, effective_n_jobs(fit.n_jobs)),
+                lambda: social_sums(fit.W, fit.U, fit.alpha, extra, _threads(fit)),
                 reference,
             )
             system.extra = extra
@@ -628,7 +636,7 @@ class SocialALS(RegularizedALS):
 
             links = compiled_or_reference(
                 "social_term",
-                lambda: float(social_distances(fit.W, fit.U, effective_n_jobs(fit.n_jobs)).sum()),
+                lambda: float(social_distances(fit.W, fit.U, _threads(fit)).sum()),
                 reference,
             )
             loss += 0.25 * fit.alpha * links

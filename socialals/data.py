@@ -184,6 +184,10 @@ def _require_columns(columns, name: str, required: list[str], optional: tuple = 
             f"'{name}' is missing column(s) {missing}; it has columns {list(columns)}. "
             "Rename them or pass the column names to fit()."
         )
+    if not isinstance(columns, pd.Index):
+        columns = pd.Index(columns)
+    if columns.is_unique:  # cached by pandas: no comparison per column in the common case
+        return
     for col in list(required) + [c for c in optional if c in columns]:
         count = int((columns == col).sum())
         if count > 1:

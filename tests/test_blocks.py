@@ -82,6 +82,40 @@ def test_block_routes_equal_prange_bit_for_bit(dtype, want_sse):
             np.testing.assert_allclose(X, X0, rtol=1e-9 if dtype == np.float64 else 1e-4, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_handful_of_rows_is_solved_on_the_calling_thread_as_on_any_route(dtype, monkeypatch):
+    """A fold-in's few rows skip joblib's backend and thread-count lookups (they cost more
+    than the solve): the serial kernel on the calling thread, the same bits as the prange
+    and block routes, near-singular rows still handed to the reference; a fit's systems
+    (they come with a cluster cache) and larger ones still ask joblib."""
+    from socialals import _linalg
+
+    system = mixed_system(n_rows=_linalg._CALLING_THREAD_ROWS, dtype=dtype, seed=3)
+    order = _kernels.row_order(np.diff(system.indptr), system.Y.shape[1])
+    handed_back = ~_kernels.solve_serial(system, order, np.empty((system.n_rows, 12), dtype), None,
+                                         np.ones(system.n_rows, dtype=bool))
+    assert handed_back.any()  # a row only the reference decides
+    expect = [solve_rows(system, order, want_sse=True, n_jobs=2, cache={})]
+    with socialals.config_context(schedule="blocks"):
+        expect.append(solve_rows(system, order, want_sse=True, n_jobs=2, cache={}))
+
+    def no_lookup(n_jobs):
+        raise AssertionError("asked joblib for a route")
+
+    monkeypatch.setattr(_blocks, "active_route", no_lookup)
+    X, sse = solve_rows(system, order, want_sse=True, n_jobs=2)
+    tol = 1e-4 if dtype == np.float32 else 1e-8
+    np.testing.assert_allclose(X, solve_reference(system), rtol=tol, atol=tol)  # the maths
+    for X0, sse0 in expect:
+        np.testing.assert_array_equal(X, X0)
+        np.testing.assert_array_equal(sse, sse0)
+    larger = mixed_system(n_rows=_linalg._CALLING_THREAD_ROWS + 1)
+    with pytest.raises(AssertionError, match="asked joblib"):
+        solve_rows(larger, _kernels.row_order(np.diff(larger.indptr), larger.Y.shape[1]), n_jobs=2)
+    with pytest.raises(AssertionError, match="asked joblib"):
+        solve_rows(system, order, n_jobs=2, cache={})
+
+
 def test_active_route_follows_config_and_joblib_backend():
     assert _blocks.active_route(2)[0] == "prange"  # the default: numba's threads
     with socialals.config_context(schedule="blocks"):

@@ -51,7 +51,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
 
-from .._foldin import FoldIn, unique_links
+from .._foldin import FoldIn, factor_columns, unique_links
 from ..exceptions import ConvergenceWarning, DataWarning
 from ._design import side_matrix, side_parts, social_rows
 
@@ -81,9 +81,8 @@ def fold_in(model, ratings, social, *, update: bool, user_features) -> pd.DataFr
     a0, p0 = side_parts(Z, np.zeros(new.n), np.zeros((new.n, k)), grown.w[extra].astype(np.float64),
                         grown.V[extra].astype(np.float64))
     theta = _solve_rows(model, new.R, y, a0, p0)
-    frame = pd.DataFrame(theta[:, 1:], index=pd.Index(new.labels, name=model.columns_.user),
-                         columns=[f"factor_{f}" for f in range(k)])
-    frame["bias"] = theta[:, 0]
+    frame = pd.DataFrame(np.column_stack([theta[:, 1:], theta[:, 0]]), index=pd.Index(new.labels, name=model.columns_.user),
+                         columns=factor_columns(k, True))
     if update:
         grown.store(new, users, where, theta, Z)
     return frame
