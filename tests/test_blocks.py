@@ -106,9 +106,16 @@ def test_a_handful_of_rows_is_solved_on_the_calling_thread_as_on_any_route(dtype
     X, sse = solve_rows(system, order, want_sse=True, n_jobs=2)
     tol = 1e-4 if dtype == np.float32 else 1e-8
     np.testing.assert_allclose(X, solve_reference(system), rtol=tol, atol=tol)  # the maths
+    # bit for bit on numba 0.68 (what CI runs as latest); numba 0.59, the declared minimum,
+    # compiles the prange and serial twins differently (see test_block_routes_equal_prange_bit_for_bit)
+    bitwise = tuple(int(x) for x in numba.__version__.split(".")[:2]) >= (0, 68)
     for X0, sse0 in expect:
-        np.testing.assert_array_equal(X, X0)
-        np.testing.assert_array_equal(sse, sse0)
+        if bitwise:
+            np.testing.assert_array_equal(X, X0)
+            np.testing.assert_array_equal(sse, sse0)
+        else:
+            np.testing.assert_allclose(X, X0, rtol=1e-9 if dtype == np.float64 else 1e-4, atol=1e-10)
+            np.testing.assert_allclose(sse, sse0, rtol=1e-9 if dtype == np.float64 else 1e-4, atol=1e-10)
     larger = mixed_system(n_rows=_linalg._CALLING_THREAD_ROWS + 1)
     with pytest.raises(AssertionError, match="asked joblib"):
         solve_rows(larger, _kernels.row_order(np.diff(larger.indptr), larger.Y.shape[1]), n_jobs=2)
