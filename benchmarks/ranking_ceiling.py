@@ -156,30 +156,33 @@ class Ceiling:
             self.stored.setdefault(family, {})[key] = scores.tolist()
             self.cache.write_text(json.dumps(self.stored))
 
-    def model(self, family, name, params):
+    def _scores(self, family, params, compute):
+        """Per-fold scores of ``params`` in ``family``: this run's, the cache's, or ``compute()``."""
         key = json.dumps(params, sort_keys=True)
         fam = self.table.setdefault(family, {})
-        if key not in fam and self._lookup(family, key) is not None:
-            fam[key] = self._lookup(family, key)
         if key not in fam:
+            stored = self._lookup(family, key)
+            if stored is not None:
+                fam[key] = stored
+            else:
+                self._keep(family, key, compute())
+        return fam[key]
+
+    def model(self, family, name, params):
+        def compute():
             out = []
             for fold in self.folds:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     m = make(name, params).fit(fold.train, fold.social)
                 out.append(br.top_n_scores(m, fold.train, fold.test, set())["ndcg_at_10"])
-            self._keep(family, key, np.array(out))
-        return fam[key]
+            return np.array(out)
+
+        return self._scores(family, params, compute)
 
     def dense(self, family, params, score_fn):
-        key = json.dumps(params, sort_keys=True)
-        fam = self.table.setdefault(family, {})
-        if key not in fam and self._lookup(family, key) is not None:
-            fam[key] = self._lookup(family, key)
-        if key not in fam:
-            self._keep(family, key, np.array([dense_ndcg(score_fn(fold), fold.users, fold.items, fold.X, fold.test)
-                                              for fold in self.folds]))
-        return fam[key]
+        return self._scores(family, params, lambda: np.array(
+            [dense_ndcg(score_fn(fold), fold.users, fold.items, fold.X, fold.test) for fold in self.folds]))
 
     def best(self, family, n=1):
         fam = self.table[family]
