@@ -66,7 +66,8 @@ class FoldIn:
         shape = (len(self.labels), len(model.items_))
         key = rows.astype(np.int64) * shape[1] + items
         order = np.argsort(key, kind="stable")
-        if np.any(key[order][1:] == key[order][:-1]):  # repeated (user, item) pairs: their mean
+        ordered = key[order]
+        if np.any(ordered[1:] == ordered[:-1]):  # repeated (user, item) pairs: their mean
             frame = pd.DataFrame({"u": rows, "i": items, "r": values})
             merged = frame.groupby(["u", "i"], sort=True)["r"].mean()
             warnings.warn(f"fold_in: merged {len(frame) - len(merged)} duplicate (user, item) rating(s) into their mean.",
@@ -259,7 +260,7 @@ class FoldInMixin:
         frame = pd.DataFrame(np.asarray(X[:, : k + biases], dtype=np.float64),
                              index=pd.Index(new.labels, name=self.columns_.user), columns=factor_columns(k, biases))
         if update:
-            new.update_model(np.ascontiguousarray(X[:, :k]), X[:, k].copy() if self._uses_biases() else None)
+            new.update_model(np.ascontiguousarray(X[:, :k]), X[:, k].copy() if biases else None)
         return frame
 
     # keywords of recommend_new that go to fold_in rather than to recommend

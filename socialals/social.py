@@ -60,9 +60,9 @@ def edge_similarity(R: sp.csr_matrix, src: np.ndarray, dst: np.ndarray, kind: st
                            minlength=R.shape[0])
         means = np.divide(sums, counts, out=means, where=counts > 0)
     # per link over the co-rated items: Σ x_s x_d, Σ x_s², Σ x_d², their number (x: centred ratings)
-    sums = compiled_or_reference("link_similarity", lambda: _co_rated_sums_compiled(R, src, dst, means, n_threads),
-                                 lambda: _co_rated_sums(R, src, dst, means))
-    num, ns, nd, co = sums
+    num, ns, nd, co = compiled_or_reference(
+        "link_similarity", lambda: _co_rated_sums_compiled(R, src, dst, means, n_threads),
+        lambda: _co_rated_sums(R, src, dst, means))
     denom = np.sqrt(ns) * np.sqrt(nd)
     ok = (co > 0) & (denom > 0)
     x = np.divide(num, denom, out=np.zeros_like(num), where=ok)
@@ -96,8 +96,9 @@ def _co_rated_sums(R, src, dst, means):
 
 @njit(parallel=True, error_model="numpy")
 def _co_rated_kernel(indptr, indices, data, means, src, dst, out):  # pragma: no cover - compiled
-    """Each link's sums by merging the two users' sorted rows: no copy of the ratings, and
-    the same additions in the same (item) order as the reference (no fastmath)."""
+    """Each link's sums by merging the two users' sorted rows: no copy of the ratings, the
+    same additions in the same (item) order as the reference (no fastmath; the compiler may
+    still fuse a multiply-add, so they agree to rounding)."""
     for e in prange(len(src)):
         s, d = src[e], dst[e]
         p, p_end, q, q_end = indptr[s], indptr[s + 1], indptr[d], indptr[d + 1]
